@@ -1,0 +1,3 @@
+"""compatsolve: known-good LLM stacks for your hardware."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from compatsolve.cli import main
+
+raise SystemExit(main())

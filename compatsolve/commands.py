@@ -1,0 +1,108 @@
+"""One function per command: turn parsed arguments into a request, call the core, render.
+
+This is the only module besides cli.py that knows about argparse namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from compatsolve.environment import Environment, RunSettings
+from compatsolve.errors import InputError
+from compatsolve.knowledge import Knowledge, load
+from compatsolve.sources.assemble import EnvironmentRequest, build_environments
+
+
+def _request(args: argparse.Namespace, *, strict_model: bool) -> EnvironmentRequest:
+    quantization = getattr(args, "quantization", None)
+    run = RunSettings(
+        model=getattr(args, "model", None),
+        stage=getattr(args, "stage", None),
+        engine=getattr(args, "engine", None),
+        method=getattr(args, "method", None),
+        dtype=getattr(args, "dtype", None),
+        quantization=quantization,
+        tp=getattr(args, "tp", None),
+        context=getattr(args, "context", None),
+    )
+    return EnvironmentRequest(
+        targets=tuple(args.target),
+        from_files=tuple(args.from_files),
+        reports=tuple(args.report),
+        with_packages=tuple(args.with_packages),
+        requirements=tuple(args.requirements),
+        locks=tuple(args.lock),
+        python_path=args.python_path,
+        site_packages=tuple(args.site_packages),
+        run=run,
+        lenient=not strict_model,
+    )
+
+
+def _one_environment(args: argparse.Namespace, kb: Knowledge, *, strict_model: bool) -> Environment:
+    envs = build_environments(_request(args, strict_model=strict_model), kb)
+    if len(envs) != 1:
+        raise InputError(f"{args.command} judges one machine; got {len(envs)} (--target/--from)")
+    return envs[0]
+
+
+def probe(args: argparse.Namespace) -> int:
+    from compatsolve.fileio import write_atomic
+    from compatsolve.sources.snapshot import to_document
+
+    kb = load()
+    env = _one_environment(args, kb, strict_model=False)
+    facts = {k: v for k, v in env.facts(kb).items() if not k.startswith("_")}
+    document = to_document(env, facts)
+    if args.save:
+        write_atomic(args.save, json.dumps(document, indent=2) + "\n", force=args.force)
+    if args.format == "json":
+        from compatsolve.outputs.console import print_json
+
+        print_json(document)
+    else:
+        from compatsolve.outputs.probe import render
+
+        render(env, facts)
+        if args.save:
+            print(f"snapshot written to {args.save}")
+    return 0
+
+
+def _error_text(args: argparse.Namespace) -> str | None:
+    from compatsolve.fileio import read_text_input
+
+    if args.error is not None and args.log is not None:
+        raise InputError("give --error or --log, not both")
+    if args.log is not None:
+        return read_text_input(args.log, "log")
+    return args.error
+
+
+def audit(args: argparse.Namespace) -> int:
+    return _judge(args, full_audit=True)
+
+
+def diagnose(args: argparse.Namespace) -> int:
+    return _judge(args, full_audit=False)
+
+
+def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
+    from compatsolve import audit as auditing
+    from compatsolve import diagnose as diagnosing
+    from compatsolve.outputs import findings as view
+
+    error = _error_text(args)
+    if not full_audit and error is None:
+        raise InputError("diagnose needs --error TEXT or --log FILE")
+    kb = load()
+    env = _one_environment(args, kb, strict_model=False)
+    judged = auditing.audit(env, kb)
+    findings, ruled_out = judged.findings, []
+    if error is not None:
+        extra = judged.findings if full_audit else auditing.unresolved_findings(env)
+        findings, ruled_out = diagnosing.diagnose(error, judged.facts, kb, extra=extra)
+    view.render(args.format, judged.facts, findings, judged.notices, error_given=error is not None,
+                ruled_out=ruled_out)
+    return 1 if any(f.severity == "error" for f in findings) else 0

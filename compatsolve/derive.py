@@ -1,0 +1,108 @@
+"""Derived facts: what follows from the environment's facts and the knowledge base's tables.
+
+Rules compare facts with constants or with other facts; a few questions need arithmetic or a
+table look-up first (does torch's arch list cover this GPU? do the weights fit?). They are
+answered here, as plain facts, so that the rules about them stay data in knowledge/.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compatsolve.knowledge import Knowledge
+from compatsolve.versions import parse_version
+
+# Bytes per parameter of the weights, by quantization or dtype. A 4-bit scheme stores about half
+# a byte per weight plus scales and zero points; the 10 % margin is in WEIGHT_OVERHEAD.
+BYTES_PER_PARAM = {"awq": 0.5, "gptq": 0.5, "bnb-4bit": 0.5, "marlin": 0.5, "gguf": 0.6,
+                   "fp8": 1.0, "bnb-8bit": 1.0, "float32": 4.0, "float16": 2.0, "bfloat16": 2.0}  # fmt: skip
+WEIGHT_OVERHEAD = 1.1
+GIB = 1024**3
+
+DERIVED_FACTS = frozenset(
+    {"torch.cuda_major", "driver.cuda_major", "toolkit.cuda_major", "torch.arch_covered",
+     "torch.known_release", "model.min_transformers", "model.min_vllm", "model.min_sglang",
+     "memory.weights_gib", "memory.available_gib", "run.tp_divides_heads", "run.gpus_used"}
+)  # fmt: skip
+
+
+def _major(value: Any) -> str | None:
+    version = parse_version(str(value)) if value is not None else None
+    return str(version.release[0]) if version else None
+
+
+def weights_gib(params_b: float, dtype_or_quant: str) -> float:
+    per_param = BYTES_PER_PARAM.get(dtype_or_quant, 2.0)
+    return round(params_b * 1e9 * per_param * WEIGHT_OVERHEAD / GIB, 1)
+
+
+def derive(facts: dict[str, Any], kb: Knowledge) -> dict[str, Any]:
+    """A copy of `facts` with the derived facts added where their inputs are known."""
+    out = dict(facts)
+    for name, source in (("torch.cuda_major", "torch.cuda"), ("driver.cuda_major", "driver.cuda"),
+                         ("toolkit.cuda_major", "toolkit.cuda")):  # fmt: skip
+        major = _major(out.get(source))
+        if major is not None:
+            out[name] = major
+    _torch_arch(out, kb)
+    model_id = out.get("model.id")
+    card = kb.model(str(model_id)) if model_id else None
+    if card is not None:
+        for key in ("min_transformers", "min_vllm", "min_sglang"):
+            value = getattr(card, key)
+            if value:
+                out[f"model.{key}"] = value
+    _memory(out)
+    heads, tp = out.get("model.attention_heads"), out.get("run.tp")
+    if isinstance(heads, int) and isinstance(tp, int) and tp > 0:
+        out["run.tp_divides_heads"] = heads % tp == 0
+    return out
+
+
+def _torch_arch(out: dict[str, Any], kb: Knowledge) -> None:
+    torch_version, variant, cc = out.get("pkg.torch"), out.get("torch.variant"), out.get("gpu.cc")
+    if torch_version is None:
+        return
+    release = kb.torch_release(str(torch_version))
+    out["torch.known_release"] = release is not None
+    if release is None or variant is None or cc is None or variant == "cpu":
+        return
+    arch = release.arch.get(str(variant))
+    if not arch:
+        return
+    gpu = parse_version(str(cc))
+    listed = [parse_version(a.removesuffix("+PTX")) for a in arch]
+    if gpu is None:
+        return
+    # Exact SASS for this cc, or SASS of the same major with a lower minor (binary compatible
+    # within a major, e.g. sm_80 code runs on sm_86).
+    out["torch.arch_covered"] = any(
+        v is not None and v.release[0] == gpu.release[0] and v <= gpu for v in listed
+    )
+
+
+def _memory(out: dict[str, Any]) -> None:
+    params = out.get("model.params_b")
+    if not isinstance(params, (int, float)):
+        return
+    quant = out.get("run.quantization")
+    dtype = out.get("run.dtype")
+    if quant and quant != "none":
+        key = str(quant)
+    elif dtype and dtype != "auto":
+        key = str(dtype)
+    else:
+        key = str(out.get("model.torch_dtype") or "bfloat16")
+    out["memory.weights_gib"] = weights_gib(float(params), key)
+    vram, count = out.get("gpu.vram_gib"), out.get("gpu.count")
+    if isinstance(vram, (int, float)) and isinstance(count, int) and count > 0:
+        engine = out.get("run.engine")
+        tp = out.get("run.tp")
+        if isinstance(tp, int):
+            used = tp * int(out.get("run.pp") or 1)
+        elif engine in ("vllm", "sglang"):
+            used = 1  # these engines use one GPU unless told a parallel size
+        else:
+            used = count  # transformers/accelerate device_map="auto" spreads over all GPUs
+        out["run.gpus_used"] = used
+        out["memory.available_gib"] = round(float(vram) * min(used, count), 1)

@@ -1,0 +1,61 @@
+"""`diagnose`: match an error message against the rules' signatures, then let the environment's
+facts confirm or rule out each candidate, and rank what is left."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from compatsolve.findings import TIER_CONFIDENCE, Finding, order
+from compatsolve.knowledge import Knowledge
+from compatsolve.rules import Truth
+
+MAX_ERROR_CHARS = 400_000
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+BASE, SPECIFICITY, CONFIRMED = 0.5, 0.2, 0.3
+
+
+def normalise(text: str) -> str:
+    """Strip terminal colours and keep the tail of very long logs (the error is at the end)."""
+    return _ANSI.sub("", text[-MAX_ERROR_CHARS:]).replace("\r\n", "\n")
+
+
+def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[Finding], list[str]]:
+    """Rules whose signature matches `error`, scored; and the ids of those the facts rule out."""
+    text = normalise(error)
+    found: list[Finding] = []
+    ruled_out: list[str] = []
+    for rule in kb.rules:
+        best = 0
+        for pattern in rule.compiled_signatures:
+            match = pattern.search(text)
+            if match:
+                best = max(best, len(match.group(0)))
+        if not best:
+            continue
+        truth = rule.when.evaluate(facts) if rule.when is not None else Truth.UNKNOWN
+        if truth is Truth.FALSE:
+            ruled_out.append(rule.id)
+            continue
+        score = BASE + SPECIFICITY * min(best, 80) / 80 + (CONFIRMED if truth is Truth.TRUE else 0.0)
+        confidence = min(0.99, score * TIER_CONFIDENCE[rule.tier] / 0.9)
+        found.append(Finding.from_rule(rule, confidence=confidence, explains_error=True, score=score))
+    return found, ruled_out
+
+
+def diagnose(error: str, facts: dict[str, Any], kb: Knowledge,
+             extra: list[Finding] | None = None) -> tuple[list[Finding], list[str]]:  # fmt: skip
+    """Candidates for `error`, then (for `audit --error`) the other findings, marked as not
+    explaining it."""
+    found, ruled_out = candidates(error, facts, kb)
+    seen = {f.rule for f in found}
+    for finding in extra or []:
+        if finding.rule in seen and finding.rule != "requires-dist":
+            continue
+        found.append(Finding(**{**_fields(finding), "explains_error": False}))
+    return order(found, error_given=True), ruled_out
+
+
+def _fields(finding: Finding) -> dict[str, Any]:
+    return {name: getattr(finding, name) for name in Finding.__slots__}  # type: ignore[attr-defined]

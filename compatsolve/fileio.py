@@ -1,0 +1,59 @@
+"""Writing files safely: atomically, and never over an existing file unless asked."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from compatsolve.errors import InputError
+
+
+def write_atomic(path: str | Path, text: str, *, force: bool = True) -> None:
+    """Write `text` to `path` through a temporary file in the same directory and a rename, so
+    a reader never sees half a file and a failure leaves the old file intact."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise InputError(f"{target}: exists; pass --force to replace it")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{target}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputError(f"{target}: cannot write: {exc.strerror}") from None
+        raise
+
+
+def _umask() -> int:
+    if sys.platform == "win32":  # pragma: no cover
+        return 0
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_text_input(path: str, what: str) -> str:
+    """Read a user-given file, or stdin for `-`; any failure is one clear InputError line."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    return data.decode("utf-8", errors="replace")

@@ -1,0 +1,597 @@
+"""Load `knowledge/` into typed, frozen records, validated and indexed.
+
+The TOML files are the reviewable source of truth. Parsing and validating them all takes tens of
+milliseconds, so the loaded Knowledge is cached as a pickle in the user cache directory, keyed by
+the files' sizes and modification times: a warm start reads one file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import pickle
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from compatsolve.errors import KnowledgeError
+from compatsolve.rules import Condition, parse_condition
+from compatsolve.schema import Table, tables
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KINDS = frozenset(
+    {
+        "driver-cuda-mismatch", "torch-cuda-build-mismatch", "gpu-arch-unsupported",
+        "dtype-unsupported-on-gpu", "quantization-unsupported", "package-pin-conflict",
+        "abi-mismatch-binary-extension", "model-needs-newer-library",
+        "api-removed-in-newer-library", "tokenizer-or-chat-template", "memory-insufficient",
+        "parallelism-mismatch", "multi-gpu-communication", "missing-system-library",
+        "build-from-source-failure", "config-error",
+    }
+)  # fmt: skip
+SEVERITIES = frozenset({"error", "warning", "info"})
+STAGES = frozenset({"inference", "fine-tuning"})
+TIERS = frozenset({"metadata", "reported", "maintainer-confirmed", "reproduced"})
+SPECIAL_COMPONENTS = frozenset(
+    {"driver", "gpu", "cuda-toolkit", "python", "glibc", "os", "model", "container-image"}
+)
+ARCHITECTURES = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"})
+SEGMENTS = frozenset({"datacenter", "workstation", "consumer"})
+SCHEMA_VERSION = 1
+
+
+def knowledge_dir() -> Path:
+    """The shipped copy inside an installed wheel, else the repository's `knowledge/`."""
+    override = os.environ.get("COMPATSOLVE_KNOWLEDGE")
+    if override:
+        return Path(override)
+    packaged = Path(__file__).resolve().parent / "_knowledge"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "knowledge"
+
+
+def alias_key(name: str) -> str:
+    """Spelling-insensitive key: `NVIDIA GeForce RTX 4090` and `rtx-4090` both -> `rtx4090`."""
+    key = re.sub(r"[^a-z0-9.]", "", name.lower().replace("_", ""))
+    for prefix in ("nvidia", "geforce", "tesla"):
+        key = key.removeprefix(prefix)
+    return key.replace(".", "")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GpuModel:
+    id: str
+    name: str
+    names: tuple[str, ...]
+    aliases: tuple[str, ...]
+    segment: str
+    architecture: str
+    cc: str
+    memory_gib: float | None
+    bf16: bool | None
+    fp8: bool | None
+    fp4: bool | None
+    p2p: str | None
+    p2p_note: str | None
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CudaRelease:
+    version: str
+    updates: tuple[str, ...]
+    min_driver_linux: str | None
+    min_driver_windows: str | None
+    minor_compat_driver_linux: str | None
+    minor_compat_driver_windows: str | None
+    sm_added: tuple[str, ...]
+    sm_removed: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DriverBranch:
+    branch: str
+    max_cuda: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TorchRelease:
+    version: str
+    released: str | None
+    python: str | None
+    pypi_variant: str | None
+    variants: tuple[str, ...]
+    glibc: str | None
+    torchvision: str | None
+    torchaudio: str | None
+    triton: str | None
+    arch: Mapping[str, tuple[str, ...]]
+    arch_note: str | None
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Extension:
+    package: str
+    versions: str
+    shipping: str | None
+    torch_binding: str | None
+    cuda: tuple[str, ...]
+    cc_min: str | None
+    cc: tuple[str, ...]
+    needs_toolkit_to_build: bool | None
+    note: str | None
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pin:
+    package: str
+    version: str
+    requires: Mapping[str, str]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelCard:
+    id: str
+    hf_repo: str
+    aliases: tuple[str, ...]
+    series: str
+    family: str | None
+    variant: str | None
+    architecture: str | None
+    model_type: str | None
+    params_b: float | None
+    active_params_b: float | None
+    moe: bool | None
+    vision: bool | None
+    layers: int | None
+    attention_heads: int | None
+    kv_heads: int | None
+    hidden_size: int | None
+    head_dim: int | None
+    vocab_size: int | None
+    context_length: int | None
+    torch_dtype: str | None
+    rope_scaling: str | None
+    trust_remote_code: bool | None
+    min_transformers: str | None
+    min_vllm: str | None
+    min_sglang: str | None
+    quantized: tuple[str, ...]
+    notes: str | None
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rule:
+    id: str
+    title: str
+    kind: str
+    severity: str
+    stages: tuple[str, ...]
+    components: tuple[str, ...]
+    signatures: tuple[str, ...]
+    explanation: str
+    fix: str
+    evidence: tuple[str, ...]
+    tier: str
+    when: Condition | None
+    file: str
+
+    @property
+    def compiled_signatures(self) -> tuple[re.Pattern[str], ...]:
+        return _compile_signatures(self.signatures)
+
+
+@cache
+def _compile_signatures(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CorpusRecord:
+    link: str
+    root_cause: str
+    symptom: str
+    stage: str
+    model: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TriageRecord:
+    link: str
+    reason: str
+    file: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Knowledge:
+    gpus: tuple[GpuModel, ...]
+    cuda: tuple[CudaRelease, ...]
+    driver_branches: tuple[DriverBranch, ...]
+    torch: tuple[TorchRelease, ...]
+    torch_index_url: str
+    extensions: tuple[Extension, ...]
+    pins: tuple[Pin, ...]
+    models: tuple[ModelCard, ...]
+    rules: tuple[Rule, ...]
+    corpus: tuple[CorpusRecord, ...]
+    triage: tuple[TriageRecord, ...]
+    problems: tuple[str, ...] = ()  # non-fatal problems found while loading (for kb lint)
+    _gpu_index: dict[str, GpuModel] = field(default_factory=dict, repr=False)
+    _model_index: dict[str, ModelCard] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for gpu in self.gpus:
+            for name in (gpu.id, gpu.name, *gpu.names, *gpu.aliases):
+                self._gpu_index.setdefault(alias_key(name), gpu)
+        for model in self.models:
+            for name in (model.id, model.hf_repo, model.hf_repo.split("/")[-1], *model.aliases):
+                self._model_index.setdefault(alias_key(name), model)
+
+    def gpu(self, name: str) -> GpuModel | None:
+        return self._gpu_index.get(alias_key(name))
+
+    def gpu_suggestions(self, name: str) -> list[str]:
+        return _suggest(name, {alias_key(g.id): g.id for g in self.gpus} | {
+            alias_key(a): a for g in self.gpus for a in g.aliases
+        })
+
+    def model(self, name: str) -> ModelCard | None:
+        return self._model_index.get(alias_key(name))
+
+    def model_suggestions(self, name: str) -> list[str]:
+        return _suggest(name, {alias_key(m.id): m.id for m in self.models})
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def torch_release(self, version: str) -> TorchRelease | None:
+        return next((t for t in self.torch if t.version == version), None)
+
+    def cuda_release(self, version: str) -> CudaRelease | None:
+        return next((c for c in self.cuda if c.version == version), None)
+
+
+def _suggest(name: str, keys: Mapping[str, str]) -> list[str]:
+    matches = difflib.get_close_matches(alias_key(name), list(keys), n=5, cutoff=0.6)
+    partial = [k for k in keys if alias_key(name) and alias_key(name) in k][:5]
+    return list(dict.fromkeys(keys[m] for m in (*matches, *partial)))[:5]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _read_toml(path: Path, root: Path) -> tuple[str, dict[str, Any]]:
+    rel = str(path.relative_to(root.parent)) if path.is_relative_to(root.parent) else str(path)
+    try:
+        with path.open("rb") as handle:
+            return rel, tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise KnowledgeError(f"{rel}: {exc}") from None
+
+
+def _sources(t: Table, key: str = "sources", required: bool = True) -> tuple[str, ...]:
+    values = t.texts(key, required=required)
+    if required and not values:
+        raise KnowledgeError(f"{t.where}.{key}: at least one source is required")
+    return values
+
+
+def _gpu(t: Table) -> GpuModel:
+    cc = t.req_text("cc")
+    gpu = GpuModel(
+        id=t.req_text("id"),
+        name=t.req_text("name"),
+        names=t.texts("names"),
+        aliases=t.texts("aliases"),
+        segment=t.req_text("segment", choices=SEGMENTS),
+        architecture=t.req_text("architecture", choices=ARCHITECTURES),
+        cc=cc,
+        memory_gib=t.number("memory_gib"),
+        bf16=t.boolean("bf16"),
+        fp8=t.boolean("fp8"),
+        fp4=t.boolean("fp4"),
+        p2p=t.text("p2p", choices=frozenset({"nvlink", "pcie", "none"})),
+        p2p_note=t.text("p2p_note"),
+        sources=_sources(t),
+    )
+    t.done()
+    return gpu
+
+
+def _cuda(t: Table) -> CudaRelease:
+    release = CudaRelease(
+        version=t.req_text("version"),
+        updates=t.texts("updates"),
+        min_driver_linux=t.text("min_driver_linux"),
+        min_driver_windows=t.text("min_driver_windows"),
+        minor_compat_driver_linux=t.text("minor_compat_driver_linux"),
+        minor_compat_driver_windows=t.text("minor_compat_driver_windows"),
+        sm_added=t.texts("sm_added"),
+        sm_removed=t.texts("sm_removed"),
+        sources=_sources(t),
+    )
+    t.done()
+    return release
+
+
+def _branch(t: Table) -> DriverBranch:
+    branch = DriverBranch(
+        branch=t.req_text("branch"), max_cuda=t.req_text("max_cuda"), sources=_sources(t)
+    )
+    t.done()
+    return branch
+
+
+def _torch(t: Table) -> TorchRelease:
+    arch_raw = t.table("arch") or {}
+    arch: dict[str, tuple[str, ...]] = {}
+    for variant, ccs in arch_raw.items():
+        if not isinstance(ccs, list) or not all(isinstance(c, str) for c in ccs):
+            raise KnowledgeError(f"{t.where}.arch.{variant}: expected a list of X.Y")
+        arch[variant] = tuple(ccs)
+    release = TorchRelease(
+        version=t.req_text("version"),
+        released=t.text("released"),
+        python=t.text("python"),
+        pypi_variant=t.text("pypi_variant"),
+        variants=t.texts("variants"),
+        glibc=t.text("glibc"),
+        torchvision=t.text("torchvision"),
+        torchaudio=t.text("torchaudio"),
+        triton=t.text("triton"),
+        arch=arch,
+        arch_note=t.text("arch_note"),
+        sources=_sources(t),
+    )
+    t.done()
+    return release
+
+
+def _extension(t: Table) -> Extension:
+    ext = Extension(
+        package=t.req_text("package"),
+        versions=t.req_text("versions"),
+        shipping=t.text("shipping", choices=frozenset({"wheels", "sdist", "sdist-prebuilt-download"})),
+        torch_binding=t.text("torch_binding", choices=frozenset({"exact-pin", "range", "none"})),
+        cuda=t.texts("cuda"),
+        cc_min=t.text("cc_min"),
+        cc=t.texts("cc"),
+        needs_toolkit_to_build=t.boolean("needs_toolkit_to_build"),
+        note=t.text("note"),
+        sources=_sources(t),
+    )
+    t.done()
+    return ext
+
+
+def _pin(t: Table) -> Pin:
+    requires = t.table("requires") or {}
+    if not all(isinstance(v, str) for v in requires.values()):
+        raise KnowledgeError(f"{t.where}.requires: expected name = \"specifier\" entries")
+    pin = Pin(
+        package=t.req_text("package"),
+        version=t.req_text("version"),
+        requires=dict(requires),
+        sources=_sources(t),
+    )
+    t.done()
+    return pin
+
+
+def _model(t: Table) -> ModelCard:
+    card = ModelCard(
+        id=t.req_text("id"),
+        hf_repo=t.req_text("hf_repo"),
+        aliases=t.texts("aliases"),
+        series=t.req_text("series"),
+        family=t.text("family"),
+        variant=t.text("variant"),
+        architecture=t.text("architecture"),
+        model_type=t.text("model_type"),
+        params_b=t.number("params_b"),
+        active_params_b=t.number("active_params_b"),
+        moe=t.boolean("moe"),
+        vision=t.boolean("vision"),
+        layers=t.integer("layers"),
+        attention_heads=t.integer("attention_heads"),
+        kv_heads=t.integer("kv_heads"),
+        hidden_size=t.integer("hidden_size"),
+        head_dim=t.integer("head_dim"),
+        vocab_size=t.integer("vocab_size"),
+        context_length=t.integer("context_length"),
+        torch_dtype=t.text("torch_dtype"),
+        rope_scaling=t.text("rope_scaling"),
+        trust_remote_code=t.boolean("trust_remote_code"),
+        min_transformers=t.text("min_transformers"),
+        min_vllm=t.text("min_vllm"),
+        min_sglang=t.text("min_sglang"),
+        quantized=t.texts("quantized"),
+        notes=t.text("notes"),
+        sources=_sources(t),
+    )
+    t.done()
+    return card
+
+
+def _rule(t: Table, file: str) -> Rule:
+    when_raw = t.any("when")
+    rule = Rule(
+        id=t.req_text("id"),
+        title=t.req_text("title"),
+        kind=t.req_text("kind", choices=KINDS),
+        severity=t.req_text("severity", choices=SEVERITIES),
+        stages=t.texts("stages", required=True),
+        components=t.texts("components", required=True),
+        signatures=t.texts("signatures"),
+        explanation=t.req_text("explanation"),
+        fix=t.req_text("fix"),
+        evidence=_sources(t, "evidence"),
+        tier=t.req_text("tier", choices=TIERS),
+        when=parse_condition(when_raw, f"{t.where}.when") if when_raw is not None else None,
+        file=file,
+    )
+    t.done()
+    for stage in rule.stages:
+        if stage not in STAGES:
+            raise KnowledgeError(f"{t.where}.stages: unknown stage {stage!r}")
+    for i, pattern in enumerate(rule.signatures):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise KnowledgeError(f"{t.where}.signatures[{i}]: bad regex: {exc}") from None
+    if rule.when is None and not rule.signatures:
+        raise KnowledgeError(f"{t.where}: a rule needs a `when` condition or signatures")
+    return rule
+
+
+def _files(root: Path, pattern: str) -> list[Path]:
+    return sorted(root.glob(pattern))
+
+
+def source_files(root: Path) -> list[Path]:
+    """Every curated TOML file of the knowledge base."""
+    return sorted(p for p in root.rglob("*.toml"))
+
+
+def parse_knowledge(root: Path) -> Knowledge:
+    """Parse and validate every file under `root` (no cache)."""
+    docs = {p.name: _read_toml(p, root) for p in _files(root, "*.toml")}
+
+    def top(name: str) -> tuple[str, dict[str, Any]]:
+        return docs.get(name, (f"knowledge/{name}", {}))
+
+    gpus_file, gpus_doc = top("gpus.toml")
+    cuda_file, cuda_doc = top("cuda.toml")
+    torch_file, torch_doc = top("torch.toml")
+    ext_file, ext_doc = top("extensions.toml")
+    model_file, model_doc = top("models.toml")
+
+    rules: list[Rule] = []
+    extra_evidence: dict[str, list[str]] = {}
+    for path in _files(root, "rules/*.toml"):
+        rel, doc = _read_toml(path, root)
+        unknown = set(doc) - {"rule", "extra_evidence"}
+        if unknown:
+            raise KnowledgeError(f"{rel}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+        rules.extend(_rule(t, rel) for t in tables(doc.get("rule"), f"{rel}: rule"))
+        for t in tables(doc.get("extra_evidence"), f"{rel}: extra_evidence"):
+            extra_evidence.setdefault(t.req_text("rule"), []).extend(t.texts("links", required=True))
+            t.done()
+    rules = _merge_evidence(rules, extra_evidence)
+
+    corpus_file, corpus_doc = _read_toml(root / "corpus" / "records.toml", root) if (
+        root / "corpus" / "records.toml"
+    ).exists() else ("", {})
+    corpus = []
+    for t in tables(corpus_doc.get("record"), f"{corpus_file}: record"):
+        corpus.append(
+            CorpusRecord(
+                link=t.req_text("link"),
+                root_cause=t.req_text("root_cause"),
+                symptom=t.req_text("symptom"),
+                stage=t.req_text("stage"),
+                model=t.req_text("model"),
+            )
+        )
+        t.done()
+    triage = []
+    for path in _files(root, "corpus/triage*.toml"):
+        rel, doc = _read_toml(path, root)
+        for t in tables(doc.get("record"), f"{rel}: record"):
+            triage.append(TriageRecord(link=t.req_text("link"), reason=t.req_text("reason"), file=rel))
+            t.done()
+
+    index_url = torch_doc.get("index_url_template", "https://download.pytorch.org/whl/{variant}")
+    return Knowledge(
+        gpus=tuple(_gpu(t) for t in tables(gpus_doc.get("gpu"), f"{gpus_file}: gpu")),
+        cuda=tuple(_cuda(t) for t in tables(cuda_doc.get("cuda"), f"{cuda_file}: cuda")),
+        driver_branches=tuple(
+            _branch(t) for t in tables(cuda_doc.get("driver_branch"), f"{cuda_file}: driver_branch")
+        ),
+        torch=tuple(_torch(t) for t in tables(torch_doc.get("torch"), f"{torch_file}: torch")),
+        torch_index_url=str(index_url),
+        extensions=tuple(
+            _extension(t) for t in tables(ext_doc.get("extension"), f"{ext_file}: extension")
+        ),
+        pins=tuple(_pin(t) for t in tables(ext_doc.get("pin"), f"{ext_file}: pin")),
+        models=tuple(_model(t) for t in tables(model_doc.get("model"), f"{model_file}: model")),
+        rules=tuple(rules),
+        corpus=tuple(corpus),
+        triage=tuple(triage),
+    )
+
+
+def _merge_evidence(rules: list[Rule], extra: Mapping[str, Iterable[str]]) -> list[Rule]:
+    known = {r.id for r in rules}
+    missing = sorted(set(extra) - known)
+    if missing:
+        raise KnowledgeError(f"extra_evidence names unknown rule(s): {', '.join(missing)}")
+    merged = []
+    for rule in rules:
+        if rule.id in extra:
+            evidence = tuple(dict.fromkeys((*rule.evidence, *extra[rule.id])))
+            rule = Rule(**{**{f: getattr(rule, f) for f in rule.__slots__}, "evidence": evidence})  # type: ignore[attr-defined]
+        merged.append(rule)
+    return merged
+
+
+def _fingerprint(root: Path) -> str:
+    digest = hashlib.sha256(str(SCHEMA_VERSION).encode())
+    digest.update(Path(__file__).read_bytes())
+    for path in source_files(root):
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("COMPATSOLVE_CACHE") or user_cache_dir("compatsolve"))
+
+
+@cache
+def load(root: Path | None = None) -> Knowledge:
+    """The knowledge base, from the pickle cache when the files have not changed."""
+    root = root or knowledge_dir()
+    key = _fingerprint(root)
+    cached = _cache_dir() / f"knowledge-{key}.pickle"
+    try:
+        with cached.open("rb") as handle:
+            loaded = pickle.load(handle)
+        if isinstance(loaded, Knowledge):
+            return loaded
+    except (OSError, pickle.PickleError, EOFError, AttributeError, TypeError):
+        pass
+    knowledge = parse_knowledge(root)
+    _write_cache(cached, knowledge)
+    return knowledge
+
+
+def _write_cache(path: Path, knowledge: Knowledge) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("knowledge-*.pickle"):
+            old.unlink(missing_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with tmp.open("wb") as handle:
+            pickle.dump(knowledge, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs speed

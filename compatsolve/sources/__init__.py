@@ -1,0 +1,1 @@
+"""Sources: each turns part of the world into a (partial) Environment."""

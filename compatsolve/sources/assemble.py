@@ -1,0 +1,153 @@
+"""Assemble the Environment a command judges from every source the user named.
+
+Layers, later winning: the live machine or saved snapshots -> pasted reports -> another
+interpreter's site-packages -> requirements/lock files -> `--with` -> `--target` -> workload
+settings. Explicit flags therefore win over report facts. The live probe is used only when no
+machine source (`--target`, `--from`, `--report`) is given; the running interpreter's packages
+only when no package source is given either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from compatsolve.environment import Environment, Notice, RunSettings, merge
+from compatsolve.errors import InputError
+from compatsolve.fileio import read_text_input
+from compatsolve.knowledge import Knowledge
+from compatsolve.versions import parse_version
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EnvironmentRequest:
+    targets: tuple[str, ...] = ()
+    from_files: tuple[str, ...] = ()
+    reports: tuple[str, ...] = ()
+    with_packages: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    locks: tuple[str, ...] = ()
+    python_path: str | None = None
+    site_packages: tuple[str, ...] = ()
+    run: RunSettings = RunSettings()
+    lenient: bool = False  # audit/diagnose: unresolvable facts become warnings, not errors
+
+    @property
+    def machine_given(self) -> bool:
+        return bool(self.targets or self.from_files or self.reports)
+
+    @property
+    def packages_given(self) -> bool:
+        return bool(self.requirements or self.locks or self.python_path or self.site_packages
+                    or self.reports or self.from_files)  # fmt: skip
+
+
+def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Environment]:
+    """One environment per machine: several `--target`/`--from` make a fleet (plan)."""
+    from compatsolve.sources import declared, report, snapshot, target
+    from compatsolve.sources.probe import probe_machine, probe_python_here
+
+    machines: list[Environment] = [snapshot.load_snapshot(f) for f in request.from_files]
+    machines += [target.parse_target(spec, kb, lenient=request.lenient) for spec in request.targets]
+    shared: list[Environment] = []
+    if not request.machine_given:
+        shared.append(probe_machine())
+    for path in request.reports:
+        text = read_text_input(path, "report")
+        shared.append(report.parse_report(text, "stdin" if path == "-" else path, kb))
+    if request.python_path:
+        shared.append(_other_interpreter(Path(request.python_path)))
+    if request.site_packages:
+        from compatsolve.sources.probe import probe_site_packages
+
+        dirs = [Path(d) for d in request.site_packages]
+        for d in dirs:
+            if not d.is_dir():
+                raise InputError(f"--site-packages {d}: not a directory")
+        shared.append(probe_site_packages(dirs, python_version=None, python_abi=None,
+                                          executable=None, source="--site-packages"))  # fmt: skip
+    elif not request.packages_given and not request.targets and not request.python_path:
+        shared.append(probe_python_here())
+    shared += [declared.parse_requirements_file(p) for p in request.requirements]
+    shared += [declared.parse_lock_file(p) for p in request.locks]
+    if request.with_packages:
+        shared.append(declared.parse_with(list(request.with_packages), lenient=request.lenient))
+    run_layer = Environment(run=_resolve_model(request, kb))
+    if request.run.model and run_layer.run.model is None:
+        run_layer = replace(run_layer, notices=(Notice(
+            source="--model", severity="warning",
+            message=f"unknown model {request.run.model!r}: model checks are skipped"),))  # fmt: skip
+
+    # Reports and declared packages describe the software; snapshots and targets the machine.
+    # Targets are explicit flags, so they are layered last, above report facts.
+    from_envs = [m for m in machines[: len(request.from_files)]]
+    target_envs = machines[len(request.from_files):]
+    if not machines:
+        return [finish(merge(*shared, run_layer), kb)]
+    results = []
+    for env in from_envs:
+        results.append(finish(merge(env, *shared, run_layer), kb))
+    for env in target_envs:
+        results.append(finish(merge(*shared, env, run_layer), kb))
+    return results
+
+
+def _other_interpreter(python: Path) -> Environment:
+    from compatsolve.sources.installed import site_dirs_of_interpreter
+    from compatsolve.sources.probe import probe_site_packages
+
+    dirs, version = site_dirs_of_interpreter(python)
+    return probe_site_packages(dirs, python_version=version, python_abi=None,
+                               executable=str(python), source=f"--python {python}")  # fmt: skip
+
+
+def _resolve_model(request: EnvironmentRequest, kb: Knowledge) -> RunSettings:
+    run = request.run
+    if not run.model:
+        return run
+    card = kb.model(run.model)
+    if card is None:
+        if not request.lenient:
+            close = kb.model_suggestions(run.model)
+            hint = f"; did you mean: {', '.join(close)}?" if close else " (see docs/knowledge.md)"
+            raise InputError(f"--model: unknown model {run.model!r}{hint}")
+        return replace(run, model=None)
+    return replace(run, model=card.id)
+
+
+def finish(env: Environment, kb: Knowledge) -> Environment:
+    """Fill what the knowledge base can derive: GPU catalog entries, driver -> max CUDA."""
+    if env.gpus:
+        gpus = []
+        for gpu in env.gpus:
+            model = kb.gpu(gpu.catalog_id or gpu.name)
+            if model is not None:
+                gpu = replace(gpu, catalog_id=model.id, cc=gpu.cc or model.cc,
+                              memory_total_mib=gpu.memory_total_mib or (
+                                  int(model.memory_gib * 1024) if model.memory_gib else None))  # fmt: skip
+            gpus.append(gpu)
+        env = replace(env, gpus=tuple(gpus))
+    if env.driver_version and not env.driver_cuda:
+        derived = max_cuda_for_driver(env.driver_version, env.os_name, kb)
+        if derived:
+            env = replace(env, driver_cuda=derived, origins={
+                **env.origins, "driver_cuda": "derived from the driver via knowledge/cuda.toml"})
+    return env
+
+
+def max_cuda_for_driver(driver: str, os_name: str | None, kb: Knowledge) -> str | None:
+    """The newest CUDA release whose own minimum driver is <= `driver` (NVIDIA's table)."""
+    version = parse_version(driver)
+    if version is None:
+        return None
+    best = None
+    for release in kb.cuda:
+        floor = release.min_driver_windows if os_name == "windows" else release.min_driver_linux
+        floor_v = parse_version(floor) if floor else None
+        release_v = parse_version(release.version)
+        if floor_v is None or release_v is None or floor_v > version:
+            continue
+        if best is None or release_v > best:
+            best = release_v
+    return str(best) if best is not None else None
+
