@@ -106,3 +106,59 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
     view.render(args.format, judged.facts, findings, judged.notices, error_given=error is not None,
                 ruled_out=ruled_out)
     return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def plan(args: argparse.Namespace) -> int:
+    from compatsolve.fileio import write_atomic
+    from compatsolve.outputs import plan as view
+    from compatsolve.plan import PlanRequest, make_plan
+    from compatsolve.snapshot import load_snapshot
+
+    if not args.model:
+        raise InputError("plan needs --model (a catalog name or Hugging Face repo id)")
+    if not args.stage:
+        raise InputError("plan needs --stage inference or --stage fine-tuning")
+    if args.stage == "fine-tuning" and args.engine not in (None, "transformers"):
+        raise InputError("--engine applies to inference; fine-tuning plans use transformers")
+    if args.output is None and args.format in ("pylock", "requirements", "constraints"):
+        raise InputError(f"--format {args.format} needs -o FILE")
+    kb = load()
+    envs = build_environments(_request(args, strict_model=True), kb)
+    card = kb.model(args.model)
+    assert card is not None  # build_environments already rejected unknown models
+    snapshot = load_snapshot()
+    if snapshot is None:
+        raise InputError("no PyPI snapshot: run `compatsolve kb refresh`")
+    request = PlanRequest(model=card, stage=args.stage, engine=args.engine, method=args.method,
+                          quantization=args.quantization, dtype=args.dtype, context=args.context,
+                          python=args.plan_python, prefer=args.prefer, keep=tuple(args.keep))
+    result = make_plan(request, envs, kb, snapshot)
+    if args.output:
+        text = _plan_file(result, args.format, envs)
+        write_atomic(args.output, text, force=args.force)
+    if args.format == "json" and not args.output:
+        from compatsolve.outputs.console import print_json
+
+        print_json(result.to_json())
+    else:
+        view.render_table(result, args.explain)
+        if args.output:
+            print(f"wrote {args.output} ({args.format})")
+    return 0 if result.feasible else 1
+
+
+def _plan_file(result: object, fmt: str, envs: list[Environment]) -> str:
+    from compatsolve.outputs import plan as view
+    from compatsolve.plan import Plan
+
+    assert isinstance(result, Plan)
+    if fmt == "json" or fmt == "table":
+        return json.dumps(result.to_json(), indent=2) + "\n"
+    if not result.feasible:
+        raise InputError("no feasible plan to write (see the explanation above; exit 1)")
+    if fmt == "requirements":
+        return view.requirements(result)
+    if fmt == "constraints":
+        return view.requirements(result, constraints=True)
+    profile = result.machines[0] if len(result.machines) == 1 else {"fleet": result.machines}
+    return view.pylock(result, profile)

@@ -377,9 +377,8 @@ def fetch_snapshot(projects: Iterable[str] = STACK_PROJECTS, since: str = SINCE,
     releases: dict[str, dict[str, Release]] = {name: {} for name in names}
     _run_jobs(jobs, releases, workers, progress, previous)
     runtime = sorted({
-        canonicalize_name(req.split(";")[0].split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip())
-        for r in releases.get("torch", {}).values() for req in (r.requires_dist or ())
-        if req.lower().startswith("nvidia-")
+        name for r in releases.get("torch", {}).values() for req in (r.requires_dist or ())
+        if (name := _requirement_name(req)) and name.startswith("nvidia-")
     })  # fmt: skip
     runtime = [n for n in runtime if n not in indexes]
     if runtime:
@@ -389,6 +388,15 @@ def fetch_snapshot(projects: Iterable[str] = STACK_PROJECTS, since: str = SINCE,
             releases[n] = {}
         _run_jobs(extra, releases, workers, progress, previous)
     return Snapshot(date=dt.date.today().isoformat(), releases=releases)
+
+
+def _requirement_name(line: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return canonicalize_name(Requirement(line).name)
+    except InvalidRequirement:
+        return None
 
 
 def _run_jobs(jobs: list[tuple[str, str, list[dict[str, Any]]]], releases: dict[str, dict[str, Release]],

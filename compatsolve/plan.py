@@ -1,0 +1,578 @@
+"""`plan`: choose the packages (through resolve.py) and the runtime settings for a model, a stage
+and one machine or a fleet; explain the choice, or why nothing fits and what would."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from compatsolve.derive import GIB, weights_gib
+from compatsolve.environment import Environment, model_facts
+from compatsolve.errors import InputError
+from compatsolve.knowledge import Knowledge, ModelCard
+from compatsolve.resolve import PYPI_INDEX, Candidate, Exclusions, Machine, Provider, Req
+from compatsolve.rules import Truth
+from compatsolve.snapshot import Snapshot
+from compatsolve.versions import parse_version, variant_cuda
+
+GPU_MEMORY_UTILIZATION = 0.9
+RUNTIME_OVERHEAD_GIB = 1.5  # CUDA context, activations and graphs per GPU, kept out of the KV cache
+MIN_CONTEXT = 2048
+PLAN_SCHEMA = "compatsolve.plan/1"
+ENGINE_ORDER = ("vllm", "sglang", "transformers")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlanRequest:
+    model: ModelCard
+    stage: str
+    engine: str | None = None
+    method: str | None = None
+    quantization: str | None = None
+    dtype: str | None = None
+    context: int | None = None
+    python: str | None = None
+    prefer: str = "stable"
+    keep: tuple[str, ...] = ()
+
+
+@dataclass
+class Plan:
+    feasible: bool
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    setting_reasons: dict[str, str] = field(default_factory=dict)
+    command: str | None = None
+    conflict: dict[str, Any] | None = None
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
+    derivation: list[str] = field(default_factory=list)
+    machines: list[dict[str, Any]] = field(default_factory=list)
+    pins: list[Candidate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    snapshot_date: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": PLAN_SCHEMA,
+            "feasible": self.feasible,
+            "packages": self.packages,
+            "settings": self.settings,
+            "command": self.command,
+            "conflict": self.conflict,
+            "alternatives": self.alternatives,
+        }
+
+
+# ---------------------------------------------------------------- machines
+
+
+def machine_of(env: Environment, kb: Knowledge, python: str | None, label: str) -> Machine:
+    facts = {k: v for k, v in env.facts(kb).items() if not k.startswith(("pkg.", "torch.", "run.", "model."))}
+    py = parse_version(python or env.python_version or "3.11")
+    assert py is not None
+    ccs = tuple(v for v in (parse_version(g.cc) for g in env.gpus or () if g.cc) if v is not None)
+    if env.gpus and len(ccs) < len(env.gpus):
+        names = ", ".join(sorted({g.name for g in env.gpus if not g.cc}))
+        raise InputError(f"{label}: compute capability of {names} is unknown: give cc= in --target")
+    return Machine(
+        label=label,
+        python=Version(f"{py.release[0]}.{py.release[1] if len(py.release) > 1 else 0}"),
+        os_name=env.os_name or "linux",
+        arch=env.arch or "x86_64",
+        glibc=parse_version(env.glibc) if env.glibc else None,
+        ccs=ccs,
+        driver_cuda=parse_version(env.driver_cuda) if env.driver_cuda else None,
+        toolkit=parse_version(env.toolkit_cuda) if env.toolkit_cuda else None,
+        facts=facts,
+    )
+
+
+# ---------------------------------------------------------------- package sets
+
+
+def roots_for(request: PlanRequest, engine: str, machines: Sequence[Machine], kb: Knowledge) -> tuple[list[Req], list[str]]:
+    """Required roots and optional extras (dropped with a reason when they cannot be had)."""
+    card = request.model
+    roots: list[Req] = []
+    optional: list[str] = []
+
+    def need(name: str, minimum: str | None, why: str) -> None:
+        spec = SpecifierSet(f">={minimum}") if minimum else SpecifierSet()
+        roots.append(Req(name, spec, why if minimum else f"{name} is part of the {engine} stack"))
+
+    need("transformers", card.min_transformers, f"{card.id} ({card.model_type}) needs transformers >= {card.min_transformers}")
+    if request.stage == "inference":
+        if engine == "vllm":
+            need("vllm", card.min_vllm, f"{card.id} needs vLLM >= {card.min_vllm}")
+        elif engine == "sglang":
+            need("sglang", card.min_sglang, f"{card.id} needs SGLang >= {card.min_sglang}")
+        else:
+            need("torch", None, "")
+            need("accelerate", None, "")
+            if _flash_attn_possible(machines):
+                optional.append("flash-attn")
+        quant = request.quantization
+        if engine == "transformers" and quant in ("bnb-4bit", "bnb-8bit"):
+            need("bitsandbytes", None, "")
+        if engine == "transformers" and quant == "awq":
+            need("autoawq", None, "")
+        if engine == "transformers" and quant == "gptq":
+            need("optimum", None, "")
+            optional.append("gptqmodel")
+    else:
+        for name in ("torch", "accelerate", "peft", "trl"):
+            need(name, None, "")
+        if request.method == "qlora" or request.quantization in ("bnb-4bit", "bnb-8bit"):
+            need("bitsandbytes", None, "")
+        if any(int(m.facts.get("gpu.count") or 0) > 1 for m in machines):
+            optional.append("deepspeed")
+        if _flash_attn_possible(machines):
+            optional.append("flash-attn")
+    for spec in request.keep:
+        name, _, version = spec.partition("==")
+        roots.append(Req(canonicalize_name(name), SpecifierSet(f"=={version.split('+')[0]}"),
+                         f"held by --keep {spec}", version.split("+")[1] if "+" in version else None))  # fmt: skip
+    return roots, optional
+
+
+def _flash_attn_possible(machines: Sequence[Machine]) -> bool:
+    return all(m.ccs and min(m.ccs) >= Version("8.0") for m in machines)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def resolve_stack(request: PlanRequest, engine: str, machines: Sequence[Machine], kb: Knowledge,
+                  snapshot: Snapshot, run_facts: Mapping[str, Any]) -> tuple[dict[str, Candidate] | None, dict[str, Any] | None, list[str], Exclusions]:  # fmt: skip
+    from resolvelib import BaseReporter, Resolver
+    from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+
+    roots, optional = roots_for(request, engine, machines, kb)
+    order = [engine, "torch", "transformers", *(r.name for r in roots), *optional]
+    banned: dict[str, set[str]] = {}
+    derivation: list[str] = []
+    wanted_optional = list(optional)
+    exclusions = Exclusions()
+    for _attempt in range(12):
+        provider = Provider(kb=kb, snapshot=snapshot, machines=machines, run_facts=run_facts,
+                            prefer=request.prefer, banned=banned, order=order)  # fmt: skip
+        requirements = roots + [Req(n, SpecifierSet(), f"{n} where the hardware supports it") for n in wanted_optional]
+        try:
+            result = Resolver(provider, BaseReporter()).resolve(requirements, max_rounds=5000)
+        except ResolutionImpossible as exc:
+            exclusions = provider.exclusions
+            dropped = _drop_optional(exc.causes, wanted_optional, requirements)
+            if dropped:
+                wanted_optional.remove(dropped)
+                derivation.append(f"{dropped} left out: {_cause_text(exc.causes, provider.exclusions, dropped)}")
+                continue
+            return None, _conflict(exc.causes, provider.exclusions, roots), derivation, exclusions
+        except ResolutionTooDeep:
+            return None, {"summary": "the search gave up (too many combinations)"}, derivation, provider.exclusions
+        exclusions = provider.exclusions
+        pins = dict(result.mapping)
+        problem = _post_check(pins, machines, run_facts, kb, request)
+        if problem is None:
+            for name, cand in sorted(pins.items()):
+                derivation.append(f"pinned {cand.label}")
+            return pins, None, derivation, exclusions
+        label, name, why = problem
+        derivation.append(f"rejected {label}: {why}")
+        exclusions.add(name, label, why)
+        banned.setdefault(name, set()).add(label)
+    return None, {"summary": "no combination passed the failure rules after 12 attempts"}, derivation, exclusions
+
+
+def _drop_optional(causes: Sequence[Any], optional: list[str], requirements: list[Req]) -> str | None:
+    names = {c.requirement.name for c in causes}
+    for name in optional:
+        if name in names:
+            return name
+    return None
+
+
+def _cause_text(causes: Sequence[Any], exclusions: Exclusions, name: str) -> str:
+    reasons = exclusions.reasons(name, limit=2)
+    if reasons:
+        return "; ".join(f"{r['reason']} ({', '.join(r['versions'])})" for r in reasons)
+    return "no release fits the other pins"
+
+
+def _conflict(causes: Sequence[Any], exclusions: Exclusions, roots: list[Req]) -> dict[str, Any]:
+    items = []
+    for cause in causes:
+        req = cause.requirement
+        parent = cause.parent
+        items.append({
+            "requirement": str(req),
+            "required_by": parent.label if parent is not None else "the request",
+            "reason": req.reason,
+            "excluded": exclusions.reasons(req.name),
+        })  # fmt: skip
+    names = sorted({c.requirement.name for c in causes})
+    return {"summary": f"no version of {', '.join(names)} satisfies every constraint", "packages": names,
+            "causes": items}  # fmt: skip
+
+
+def plan_facts(pins: Mapping[str, Candidate], machine: Machine, run_facts: Mapping[str, Any]) -> dict[str, Any]:
+    facts = dict(machine.facts)
+    facts.update(run_facts)
+    for name, cand in pins.items():
+        facts[f"pkg.{name}"] = str(cand.version)
+        if cand.variant:
+            facts["torch.variant"] = cand.variant
+            cuda = variant_cuda(cand.variant)
+            if cuda:
+                facts["torch.cuda"] = cuda
+                facts["torch.cuda_major"] = cuda.split(".")[0]
+    facts["_packages_complete"] = True
+    return facts
+
+
+def _post_check(pins: Mapping[str, Candidate], machines: Sequence[Machine], run_facts: Mapping[str, Any],
+                kb: Knowledge, request: PlanRequest) -> tuple[str, str, str] | None:  # fmt: skip
+    """A rule that fires on the whole plan (several packages together), or an sdist that would
+    be compiled with a toolkit whose CUDA major differs from torch's."""
+    kept = {canonicalize_name(k.partition("==")[0]) for k in request.keep}
+    torch = pins.get("torch")
+    for machine in machines:
+        facts = plan_facts(pins, machine, run_facts)
+        for rule in kb.rules:
+            if rule.when is None or rule.severity != "error" or request.stage not in rule.stages:
+                continue
+            if rule.when.evaluate(facts) is not Truth.TRUE:
+                continue
+            involved = [f[4:] for f in rule.when.facts() if f.startswith("pkg.") and f[4:] in pins and f[4:] not in kept]
+            if involved:
+                name = sorted(involved, key=lambda n: (n == "torch", n))[0]
+                return pins[name].label, name, f"{rule.title} [{rule.id}]"
+        if torch is not None and torch.variant and machine.toolkit is not None:
+            cuda = variant_cuda(torch.variant)
+            for cand in pins.values():
+                if cand.from_source and cuda and str(machine.toolkit.major) != cuda.split(".")[0]:
+                    return (cand.label, cand.name, f"compiled from source with nvcc {machine.toolkit}, "
+                            f"but torch is built for CUDA {cuda}: the extension would not load")  # fmt: skip
+    return None
+
+
+# ---------------------------------------------------------------- settings
+
+
+def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machine],
+                    pins: Mapping[str, Candidate], kb: Knowledge) -> tuple[dict[str, Any], dict[str, str], dict[str, Any] | None]:  # fmt: skip
+    """dtype, attention, parallel size, context and env; or a memory/parallelism conflict."""
+    card = request.model
+    reasons: dict[str, str] = {}
+    all_bf16 = all(m.ccs and min(m.ccs) >= Version("8.0") for m in machines)
+    min_cc = min((min(m.ccs) for m in machines if m.ccs), default=None)
+    if request.dtype and request.dtype != "auto":
+        dtype = request.dtype
+        if dtype == "bfloat16" and not all_bf16:
+            return {}, {}, {"summary": f"bfloat16 needs compute capability >= 8.0; this machine has {min_cc}",
+                            "facts": {"gpu.cc": str(min_cc), "run.dtype": dtype}}  # fmt: skip
+        reasons["dtype"] = "requested"
+    elif not any(m.ccs for m in machines):
+        dtype = "float32"
+        reasons["dtype"] = "no GPU: CPU inference runs in float32"
+    elif card.torch_dtype == "bfloat16" and all_bf16:
+        dtype = "bfloat16"
+        reasons["dtype"] = "trained in bfloat16, and every GPU has native bfloat16 (sm_80+)"
+    elif card.torch_dtype == "bfloat16":
+        dtype = "float16"
+        reasons["dtype"] = (f"compute capability {min_cc} has no bfloat16: float16 instead; models trained in "
+                            "bfloat16 can overflow in float16 (NaN or '!!!!' output) - if so, use float32")
+    else:
+        dtype = card.torch_dtype or "float16"
+        reasons["dtype"] = f"the checkpoint's dtype ({dtype})"
+
+    quant = request.quantization if request.quantization not in (None, "none") else None
+    gpu_counts = [int(m.facts.get("gpu.count") or 0) for m in machines]
+    vrams = [float(m.facts.get("gpu.vram_gib") or 0) for m in machines]
+    count, vram = min(gpu_counts), min(vrams)
+    settings: dict[str, Any] = {"dtype": dtype, "attention_backend": None, "tensor_parallel_size": 1,
+                                "max_model_len": None, "quantization": quant, "env": {}}  # fmt: skip
+    if card.params_b is None or count == 0 or vram == 0:
+        reasons["tensor_parallel_size"] = "memory not estimated (model size or GPU memory unknown)"
+    else:
+        fit = _fit(card, dtype, quant, count, vram, request.context)
+        if fit is None and quant is None and card.quantized:
+            quant = "awq" if any("AWQ" in q for q in card.quantized) else "gptq"
+            fit = _fit(card, dtype, quant, count, vram, request.context)
+            if fit is not None:
+                settings["quantization"] = quant
+                variant = next((q for q in card.quantized if quant.upper() in q.upper()), card.quantized[0])
+                reasons["quantization"] = (f"{card.params_b:g}B weights in {dtype} do not fit {count} x {vram:g} GiB; "
+                                           f"the published {variant} does")  # fmt: skip
+                settings["model_repo"] = variant
+        if fit is None:
+            need = weights_gib(card.params_b, quant or dtype)
+            return {}, {}, {"summary": (f"{card.id} needs about {need:g} GiB for weights alone "
+                                        f"({card.params_b:g}B x {'0.5' if quant else '2'} bytes + 10%), more than "
+                                        f"{count} x {vram:g} GiB at {GPU_MEMORY_UTILIZATION:.0%} utilisation "
+                                        "with room for a minimal KV cache"),
+                            "facts": {"model.params_b": card.params_b, "gpu.count": count, "gpu.vram_gib": vram},
+                            "needs_vram_gib": round(need / GPU_MEMORY_UTILIZATION + RUNTIME_OVERHEAD_GIB, 1)}  # fmt: skip
+        tp, max_len, weights, kv_per_token = fit
+        settings["tensor_parallel_size"] = tp
+        settings["max_model_len"] = max_len
+        reasons["tensor_parallel_size"] = (f"weights ~{weights:g} GiB ({card.params_b:g}B params, "
+                                           f"{quant or dtype}); smallest TP that fits and divides the "
+                                           f"{card.attention_heads} attention heads")  # fmt: skip
+        reasons["max_model_len"] = (f"KV cache ~{kv_per_token / 1024:.0f} KiB/token; {tp} x {vram:g} GiB x "
+                                    f"{GPU_MEMORY_UTILIZATION} - weights - {RUNTIME_OVERHEAD_GIB} GiB/GPU "
+                                    f"overhead leaves room for {max_len} tokens (capped at the model's "
+                                    f"{card.context_length})")  # fmt: skip
+    if request.stage == "fine-tuning":
+        settings["max_model_len"] = request.context or settings["max_model_len"]
+    settings["attention_backend"], reasons["attention_backend"] = _attention(engine, pins, min_cc)
+    env, env_reasons = _env_from_rules(machines, pins, settings, request, kb)
+    settings["env"] = env
+    reasons.update(env_reasons)
+    return settings, reasons, None
+
+
+def _fit(card: ModelCard, dtype: str, quant: str | None, count: int, vram: float,
+         context: int | None) -> tuple[int, int, float, int] | None:  # fmt: skip
+    assert card.params_b is not None
+    weights = weights_gib(card.params_b, quant or dtype)
+    heads = card.attention_heads
+    kv_heads = card.kv_heads or heads
+    head_dim = card.head_dim or (card.hidden_size // heads if card.hidden_size and heads else None)
+    per_token = 2 * (card.layers or 0) * (kv_heads or 0) * (head_dim or 0) * (2 if dtype != "float32" else 4)
+    tp = 1
+    while tp <= count:
+        if heads is None or heads % tp == 0:
+            free = tp * (vram * GPU_MEMORY_UTILIZATION - RUNTIME_OVERHEAD_GIB) - weights
+            if free > 0:
+                if per_token:
+                    tokens = int(free * GIB // per_token)
+                    limit = card.context_length or tokens
+                    max_len = min(tokens, limit, context or limit)
+                    if max_len >= min(MIN_CONTEXT, context or MIN_CONTEXT) and (context is None or tokens >= context):
+                        return tp, max_len, weights, per_token
+                else:
+                    return tp, min(card.context_length or MIN_CONTEXT, context or MIN_CONTEXT), weights, 0
+        tp *= 2
+    return None
+
+
+def _attention(engine: str, pins: Mapping[str, Candidate], min_cc: Version | None) -> tuple[str, str]:
+    if min_cc is None:
+        return "sdpa", "no GPU: PyTorch SDPA on the CPU"
+    if engine == "vllm":
+        if min_cc >= Version("8.0"):
+            return "FLASH_ATTN", f"sm_{str(min_cc).replace('.', '')} supports FlashAttention-2 (vLLM's default there)"
+        return "XFORMERS", f"sm_{str(min_cc).replace('.', '')} is below FlashAttention-2's sm_80: xFormers"
+    if engine == "sglang":
+        return "flashinfer", "SGLang's default backend"
+    if "flash-attn" in pins:
+        return "flash_attention_2", f"flash-attn {pins['flash-attn'].version} planned; sm_80+ GPU"
+    if min_cc < Version("8.0"):
+        return "sdpa", f"sm_{str(min_cc).replace('.', '')} is below FlashAttention-2's sm_80: PyTorch SDPA"
+    return "sdpa", "flash-attn not planned (no CUDA toolkit to build it, or no fitting release): PyTorch SDPA"
+
+
+def _env_from_rules(machines: Sequence[Machine], pins: Mapping[str, Candidate], settings: Mapping[str, Any],
+                    request: PlanRequest, kb: Knowledge) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+    """Environment variables that known failures call for: a rule that fires on the plan and is
+    silenced by setting `env.X` (its `not` table) yields X=value."""
+    env: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    run = {"run.tp": settings["tensor_parallel_size"], "run.dtype": settings["dtype"], "run.stage": request.stage,
+           "_env_complete": True}  # fmt: skip
+    for machine in machines:
+        facts = plan_facts(pins, machine, {**model_facts(request.model), **run})
+        for rule in kb.rules:
+            if rule.when is None or rule.when.none_of is None or rule.when.evaluate(facts) is not Truth.TRUE:
+                continue
+            for test in rule.when.none_of.tests:
+                if test.fact.startswith("env.") and test.equals:
+                    name = test.fact[4:]
+                    env[name] = str(test.equals[0])
+                    reasons[f"env.{name}"] = f"{rule.title} [{rule.id}]"
+    return env, reasons
+
+
+# ---------------------------------------------------------------- command
+
+
+def launch_command(request: PlanRequest, engine: str, settings: Mapping[str, Any]) -> str:
+    repo = settings.get("model_repo") or request.model.hf_repo
+    tp = settings["tensor_parallel_size"]
+    dtype = {"float16": "half"}.get(settings["dtype"], settings["dtype"])
+    env = " ".join(f"{k}={v}" for k, v in sorted(settings["env"].items()))
+    prefix = f"{env} " if env else ""
+    quant = settings.get("quantization")
+    if request.stage == "fine-tuning":
+        flags = ["--model_name_or_path", repo, "--dataset_name", "DATASET", "--output_dir", "out"]
+        if request.method in ("lora", "qlora", None):
+            flags += ["--use_peft", "--lora_r", "16", "--lora_alpha", "32"]
+        if request.method == "qlora":
+            flags += ["--load_in_4bit"]
+        flags += ["--bf16"] if settings["dtype"] == "bfloat16" else ["--fp16"] if settings["dtype"] == "float16" else []
+        if settings["attention_backend"] == "flash_attention_2":
+            flags += ["--attn_implementation", "flash_attention_2"]
+        launcher = "accelerate launch --num_processes " + str(max(1, tp)) + " -m trl.scripts.sft" if tp > 1 else "trl sft"
+        return prefix + launcher + " " + " ".join(flags)
+    if engine == "vllm":
+        cmd = (f"python -m vllm.entrypoints.openai.api_server --model {repo} --dtype {dtype} "
+               f"--tensor-parallel-size {tp}")  # fmt: skip
+        if settings.get("max_model_len"):
+            cmd += f" --max-model-len {settings['max_model_len']}"
+        if quant:
+            cmd += f" --quantization {quant}"
+        return prefix + cmd
+    if engine == "sglang":
+        cmd = f"python -m sglang.launch_server --model-path {repo} --dtype {dtype} --tp {tp}"
+        if settings.get("max_model_len"):
+            cmd += f" --context-length {settings['max_model_len']}"
+        return prefix + cmd
+    attn = settings["attention_backend"]
+    return (prefix + "python -c \"import torch; from transformers import pipeline; "
+            f"p = pipeline('text-generation', model='{repo}', torch_dtype=torch.{settings['dtype']}, "
+            f"device_map='auto', model_kwargs={{'attn_implementation': '{attn}'}}); "
+            "print(p('Hello', max_new_tokens=32)[0]['generated_text'])\"")  # fmt: skip
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def make_plan(request: PlanRequest, envs: Sequence[Environment], kb: Knowledge, snapshot: Snapshot,
+              *, try_alternatives: bool = True) -> Plan:  # fmt: skip
+    machines = [machine_of(env, kb, request.python, f"machine {i + 1}" if len(envs) > 1 else "this machine")
+                for i, env in enumerate(envs)]  # fmt: skip
+    for spec in request.keep:
+        name, sep, version = spec.partition("==")
+        if not sep or not name or parse_version(version) is None:
+            raise InputError(f"--keep {spec!r}: expected NAME==VERSION")
+    engines = [request.engine] if request.engine else _default_engines(request, machines)
+    plan = Plan(feasible=False, snapshot_date=snapshot.date)
+    plan.machines = [{"label": m.label, "python": str(m.python), "os": m.os_name, "arch": m.arch,
+                      "glibc": str(m.glibc) if m.glibc else None,
+                      "gpus": [str(c) for c in m.ccs], "driver_cuda": str(m.driver_cuda) if m.driver_cuda else None,
+                      "toolkit": str(m.toolkit) if m.toolkit else None} for m in machines]  # fmt: skip
+    first_conflict: dict[str, Any] | None = None
+    for engine in engines:
+        run_facts = {**model_facts(request.model), "run.stage": request.stage,
+                     "run.engine": engine if request.stage == "inference" else "transformers"}  # fmt: skip
+        if request.method:
+            run_facts["run.method"] = request.method
+        if request.quantization and request.quantization != "none":
+            run_facts["run.quantization"] = request.quantization
+        pins, conflict, derivation, exclusions = resolve_stack(request, engine, machines, kb, snapshot, run_facts)
+        plan.derivation += [f"[{engine}] {line}" for line in derivation]
+        if pins is None:
+            first_conflict = first_conflict or {"engine": engine, **(conflict or {})}
+            plan.derivation.append(f"[{engine}] no solution: {(conflict or {}).get('summary')}")
+            continue
+        settings, reasons, problem = choose_settings(request, engine, machines, pins, kb)
+        if problem is not None:
+            first_conflict = first_conflict or {"engine": engine, **problem}
+            plan.derivation.append(f"[{engine}] settings: {problem['summary']}")
+            continue
+        plan.feasible = True
+        plan.pins = sorted(pins.values(), key=lambda c: c.name)
+        plan.packages = [_package_entry(c, pins, machines, kb, request, engine) for c in plan.pins]
+        plan.settings = {k: v for k, v in settings.items() if k != "model_repo"}
+        if settings.get("model_repo"):
+            plan.settings["model"] = settings["model_repo"]
+        plan.setting_reasons = reasons
+        plan.command = launch_command(request, engine, settings)
+        if engine != engines[0]:
+            plan.notes.append(f"{engines[0]} has no solution here ({(first_conflict or {}).get('summary')}); "
+                              f"planned with {engine}")  # fmt: skip
+        plan.conflict = None
+        return plan
+    plan.conflict = first_conflict
+    if try_alternatives:
+        plan.alternatives = alternatives(request, envs, kb, snapshot, machines, first_conflict or {})
+    return plan
+
+
+def _default_engines(request: PlanRequest, machines: Sequence[Machine]) -> list[str]:
+    if request.stage == "fine-tuning":
+        return ["transformers"]
+    if not all(m.ccs for m in machines) or any(m.os_name not in ("linux", "wsl") for m in machines):
+        return ["transformers"]
+    return list(ENGINE_ORDER)
+
+
+def _package_entry(cand: Candidate, pins: Mapping[str, Candidate], machines: Sequence[Machine], kb: Knowledge,
+                   request: PlanRequest, engine: str) -> dict[str, Any]:  # fmt: skip
+    reasons = []
+    for other in pins.values():
+        for line in (other.release.requires_dist or ()) if other.release else ():
+            if line.split(";")[0].replace(" ", "").lower().startswith(cand.name) and "==" in line.split(";")[0]:
+                reasons.append(f"{other.label} pins {line.split(';')[0].strip()}")
+    if cand.name == "torch" and cand.variant:
+        cuda = variant_cuda(cand.variant)
+        drivers = [m.driver_cuda for m in machines if m.driver_cuda]
+        if cuda and drivers:
+            reasons.append(f"driver supports CUDA <= {min(drivers)} -> {cand.variant} build")
+        elif cuda:
+            release = kb.cuda_release(cuda)
+            floor = release.min_driver_linux if release else None
+            reasons.append(f"{cand.variant} build; driver unknown: needs a driver for CUDA {cuda}"
+                           + (f" (>= {floor}, or >= the {cuda.split('.')[0]}.x minor-compatibility floor)" if floor else ""))  # fmt: skip
+        if cand.index_url != PYPI_INDEX:
+            reasons.append(f"this build is on the PyTorch index ({cand.index_url}); its hashes are not in the snapshot")
+    if cand.name == request.engine or cand.name == engine:
+        reasons.append(f"engine: {engine}")
+    if cand.name == "transformers" and request.model.min_transformers:
+        reasons.append(f"{request.model.id} needs transformers >= {request.model.min_transformers}")
+    if cand.from_source:
+        reasons.append("sdist only: built from source with the CUDA toolkit")
+    if not reasons:
+        reasons.append(f"newest {'stable ' if request.prefer == 'stable' else ''}release that fits every constraint")
+    return {"name": cand.name, "version": str(cand.version), "variant": cand.variant,
+            "index_url": cand.index_url, "reason": "; ".join(dict.fromkeys(reasons))}  # fmt: skip
+
+
+def alternatives(request: PlanRequest, envs: Sequence[Environment], kb: Knowledge, snapshot: Snapshot,
+                 machines: Sequence[Machine], conflict: Mapping[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """The nearest feasible changes: another engine, a quantization or dtype, a newer driver, a GPU."""
+    out: list[dict[str, Any]] = []
+
+    def attempt(change: str, new_request: PlanRequest, new_envs: Sequence[Environment] = envs) -> None:
+        try:
+            alt = make_plan(new_request, new_envs, kb, snapshot, try_alternatives=False)
+        except InputError:
+            return
+        if alt.feasible:
+            top = ", ".join(f"{p['name']} {p['version']}" + (f"+{p['variant']}" if p["variant"] else "")
+                            for p in alt.packages[:4])  # fmt: skip
+            out.append({"change": change, "feasible": True, "summary": top, "command": alt.command})
+
+    if request.stage == "inference":
+        for engine in ENGINE_ORDER:
+            if engine != request.engine and request.engine is not None:
+                attempt(f"use --engine {engine}", replace(request, engine=engine))
+    if request.quantization in (None, "none") and request.model.quantized:
+        attempt("use a published 4-bit (AWQ) checkpoint", replace(request, quantization="awq"))
+    if request.dtype == "bfloat16":
+        attempt("use --dtype float16", replace(request, dtype="float16"))
+    if request.keep:
+        attempt("drop --keep pins", replace(request, keep=()))
+    if any(m.driver_cuda is not None for m in machines):
+        for release in sorted(kb.cuda, key=lambda c: parse_version(c.version) or Version("0"), reverse=True)[:6]:
+            if not release.min_driver_linux:
+                continue
+            newer = [replace(env, driver_version=release.min_driver_linux, driver_cuda=release.version) for env in envs]
+            before = len(out)
+            attempt(f"upgrade the NVIDIA driver to >= {release.min_driver_linux} (CUDA {release.version})",
+                    request, newer)  # fmt: skip
+            if len(out) > before:
+                break
+    needs = conflict.get("needs_vram_gib")
+    if needs:
+        gpu = min((g for g in kb.gpus if g.memory_gib and g.memory_gib >= needs and g.segment == "datacenter"),
+                  key=lambda g: (g.memory_gib, g.cc), default=None)  # fmt: skip
+        if gpu is not None:
+            out.append({"change": f"a GPU with >= {needs:g} GiB, e.g. {gpu.name} ({gpu.memory_gib:g} GB)",
+                        "feasible": None, "summary": "not resolved: hardware change"})  # fmt: skip
+    return out[:6]

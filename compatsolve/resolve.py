@@ -1,0 +1,357 @@
+"""The resolvelib provider: where hardware, CUDA variants, package metadata and failure rules meet
+the search. resolvelib knows nothing of any of them; this module is the only place that does.
+
+Candidates come from the PyPI snapshot, filtered to releases with a wheel for the target
+Python/OS/arch/glibc (sdist-only releases are "build from source"). torch is expanded into its
+CUDA variants from knowledge/torch.toml. The machine enters as constraints on those candidates
+(driver >= the variant's CUDA, the GPU's compute capability in the variant's arch list); the
+failure rules enter as exclusions, each remembered with its reason for the explanation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from compatsolve.knowledge import Knowledge, Rule
+from compatsolve.rules import Truth
+from compatsolve.snapshot import Release, ReleaseFile, Snapshot
+from compatsolve.versions import parse_version, variant_cuda
+
+STABLE_AGE_DAYS = 60
+PYPI_INDEX = "https://pypi.org/simple"
+CUDA_EXTENSIONS = frozenset({"flash-attn", "xformers", "vllm", "sgl-kernel", "flashinfer-python",
+                             "bitsandbytes", "deepspeed", "auto-gptq", "autoawq", "llama-cpp-python"})  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Machine:
+    """One machine's constraints on candidates (a fleet is several)."""
+
+    label: str
+    python: Version
+    os_name: str
+    arch: str
+    glibc: Version | None
+    ccs: tuple[Version, ...]
+    driver_cuda: Version | None
+    toolkit: Version | None
+    facts: Mapping[str, Any]
+
+    def tags(self) -> frozenset[Tag]:
+        platforms = list(_platforms(self.os_name, self.arch, self.glibc))
+        py = (self.python.major, self.python.minor)
+        interp = f"cp{py[0]}{py[1]}"
+        return frozenset(cpython_tags(py, abis=[interp, "abi3", "none"], platforms=platforms)) | frozenset(
+            compatible_tags(py, interp, platforms=platforms)
+        )
+
+
+def _platforms(os_name: str, arch: str, glibc: Version | None) -> Iterator[str]:
+    if os_name in ("linux", "wsl"):
+        top = glibc.release[1] if glibc is not None and len(glibc.release) > 1 else 39
+        for minor in range(top, 4, -1):
+            yield f"manylinux_2_{minor}_{arch}"
+            legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}.get(minor)
+            if legacy:
+                yield f"{legacy}_{arch}"
+        yield f"linux_{arch}"
+    elif os_name == "windows":
+        yield "win_amd64" if arch == "x86_64" else "win_arm64"
+    elif os_name == "macos":
+        mac_arch = "arm64" if arch == "aarch64" else "x86_64"
+        for major in range(15, 10, -1):
+            yield f"macosx_{major}_0_{mac_arch}"
+            yield f"macosx_{major}_0_universal2"
+        for minor in range(16, 8, -1):
+            yield f"macosx_10_{minor}_{mac_arch}"
+            yield f"macosx_10_{minor}_universal2"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    version: Version
+    variant: str | None  # torch CUDA variant ("cu121", "cpu"), else None
+    release: Release | None
+    wheels: tuple[ReleaseFile, ...]  # wheels usable on every target machine
+    from_source: bool
+    index_url: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}" + (f"+{self.variant}" if self.variant else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Req:
+    name: str
+    specifier: SpecifierSet
+    reason: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.specifier}" + (f" ({self.variant})" if self.variant else "")
+
+
+@dataclass
+class Exclusions:
+    """Why candidates were dropped: name -> [(version label, reason, evidence)]."""
+
+    by_name: dict[str, list[tuple[str, str, tuple[str, ...]]]] = field(default_factory=dict)
+
+    def add(self, name: str, label: str, reason: str, evidence: tuple[str, ...] = ()) -> None:
+        self.by_name.setdefault(name, []).append((label, reason, evidence))
+
+    def reasons(self, name: str, limit: int = 4) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for label, reason, evidence in self.by_name.get(name, []):
+            entry = seen.setdefault(reason, {"reason": reason, "versions": [], "evidence": list(evidence)})
+            entry["versions"].append(label)
+        out = sorted(seen.values(), key=lambda e: -len(e["versions"]))[:limit]
+        for entry in out:
+            versions = entry["versions"]
+            entry["versions"] = versions if len(versions) <= 6 else [*versions[:3], "…", *versions[-2:]]
+        return out
+
+
+class Provider:
+    """resolvelib provider over the snapshot, the torch variants and the failure rules."""
+
+    def __init__(self, *, kb: Knowledge, snapshot: Snapshot, machines: Sequence[Machine],
+                 run_facts: Mapping[str, Any], prefer: str, banned: Mapping[str, set[str]],
+                 order: Sequence[str]) -> None:  # fmt: skip
+        self.kb = kb
+        self.snapshot = snapshot
+        self.machines = machines
+        self.run_facts = run_facts
+        self.prefer = prefer
+        self.banned = banned  # name -> candidate labels excluded by a post-resolution check
+        self.order = {name: i for i, name in enumerate(order)}
+        self.exclusions = Exclusions()
+        self._tags = [m.tags() for m in machines]
+        self._cache: dict[str, list[Candidate]] = {}
+        self._rules_by_package = _rules_by_package(kb.rules)
+        self._today = dt.date.fromisoformat(snapshot.date)
+
+    # ---- resolvelib interface
+
+    def identify(self, requirement_or_candidate: Req | Candidate) -> str:
+        return requirement_or_candidate.name
+
+    def get_preference(self, identifier: str, resolutions: Mapping[str, Candidate],
+                       candidates: Mapping[str, Iterator[Candidate]], information: Mapping[str, Any],
+                       backtrack_causes: Sequence[Any]) -> Any:  # fmt: skip
+        return (self.order.get(identifier, len(self.order)), identifier)
+
+    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Req]],
+                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:  # fmt: skip
+        reqs = list(requirements[identifier])
+        bad = {c.label for c in incompatibilities[identifier]}
+        return [c for c in self.candidates(identifier)
+                if c.label not in bad and all(self.is_satisfied_by(r, c) for r in reqs)]  # fmt: skip
+
+    def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
+        if requirement.variant is not None and candidate.variant != requirement.variant:
+            return False
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> list[Req]:
+        if candidate.release is None or candidate.release.requires_dist is None:
+            return []
+        deps = []
+        for line in candidate.release.requires_dist:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            name = canonicalize_name(req.name)
+            if name not in self.snapshot.releases or name.startswith("nvidia-"):
+                continue  # outside the planned stack: left to the installer
+            if req.marker is not None and not self._marker_holds(req.marker):
+                continue
+            deps.append(Req(name, req.specifier, f"{candidate.label} requires {name}{req.specifier}"))
+        return deps
+
+    def narrow_requirement_selection(self, identifiers: Iterable[str], resolutions: Mapping[str, Candidate],
+                                     candidates: Mapping[str, Iterator[Candidate]],
+                                     information: Mapping[str, Any],
+                                     backtrack_causes: Sequence[Any]) -> Iterable[str]:  # fmt: skip
+        return identifiers
+
+    # ---- candidates
+
+    def _marker_holds(self, marker: Marker) -> bool:
+        from compatsolve.metadata_check import PLATFORM_SYSTEM, SYS_PLATFORM
+
+        for machine in self.machines:
+            values = {"python_version": f"{machine.python.major}.{machine.python.minor}",
+                      "python_full_version": str(machine.python), "sys_platform": SYS_PLATFORM.get(machine.os_name, "linux"),
+                      "platform_system": PLATFORM_SYSTEM.get(machine.os_name, "Linux"),
+                      "platform_machine": machine.arch, "os_name": "nt" if machine.os_name == "windows" else "posix",
+                      "implementation_name": "cpython", "platform_python_implementation": "CPython",
+                      "extra": ""}  # fmt: skip
+            try:
+                if not marker.evaluate(values):
+                    return False
+            except Exception:
+                return False
+        return True
+
+    def candidates(self, name: str) -> list[Candidate]:
+        if name not in self._cache:
+            self._cache[name] = self._ordered(self._build(name))
+        return self._cache[name]
+
+    def _build(self, name: str) -> list[Candidate]:
+        out = []
+        for version_text, release in self.snapshot.project(name).items():
+            try:
+                version = Version(version_text)
+            except InvalidVersion:
+                continue
+            if release.yanked or version.is_prerelease or version.is_devrelease:
+                continue
+            label = f"{name} {version}"
+            if not self._python_ok(release):
+                self.exclusions.add(name, label, f"requires Python {release.requires_python}")
+                continue
+            wheels = self._usable_wheels(release)
+            from_source = False
+            if not wheels:
+                if release.wheels:
+                    self.exclusions.add(name, label, "no wheel for the target Python/OS/arch/glibc")
+                    continue
+                from_source = True
+                if name in CUDA_EXTENSIONS and not all(m.toolkit for m in self.machines):
+                    self.exclusions.add(name, label, "sdist only: compiling it needs a CUDA toolkit (nvcc), "
+                                        "and none is known on the target")  # fmt: skip
+                    continue
+            if name == "torch":
+                out.extend(self._torch_variants(version, release, wheels))
+                continue
+            candidate = Candidate(name, version, None, release, wheels, from_source, PYPI_INDEX,
+                                  ("built from source (sdist only)",) if from_source else ())  # fmt: skip
+            if self._allowed(candidate):
+                out.append(candidate)
+        return out
+
+    def _python_ok(self, release: Release) -> bool:
+        if not release.requires_python:
+            return True
+        try:
+            spec = SpecifierSet(release.requires_python)
+        except Exception:
+            return True
+        return all(spec.contains(m.python, prereleases=True) for m in self.machines)
+
+    def _usable_wheels(self, release: Release) -> tuple[ReleaseFile, ...]:
+        usable = []
+        for wheel in release.wheels:
+            try:
+                tags = parse_wheel_filename(wheel.filename)[3]
+            except Exception:
+                continue
+            if all(tags & machine_tags for machine_tags in self._tags):
+                usable.append(wheel)
+        return tuple(usable)
+
+    def _torch_variants(self, version: Version, release: Release,
+                        wheels: tuple[ReleaseFile, ...]) -> list[Candidate]:  # fmt: skip
+        facts = self.kb.torch_release(str(version))
+        label = f"torch {version}"
+        if facts is None:
+            self.exclusions.add("torch", label, "no build facts for this torch release in knowledge/torch.toml")
+            return []
+        out = []
+        needs_gpu = any(m.ccs for m in self.machines)
+        for variant in facts.variants:
+            pypi_default = variant == facts.pypi_variant
+            on_linux = all(m.os_name in ("linux", "wsl") for m in self.machines)
+            index = PYPI_INDEX if (pypi_default and on_linux) or (variant == "cpu" and not on_linux) else \
+                self.kb.torch_index_url.format(variant=variant)
+            vlabel = f"torch {version}+{variant}"
+            if needs_gpu and variant == "cpu":
+                continue
+            if not needs_gpu and variant != "cpu":
+                continue
+            why = self._variant_problem(variant, facts.arch.get(variant))
+            if why:
+                self.exclusions.add("torch", vlabel, why[0], why[1])
+                continue
+            files = wheels if index == PYPI_INDEX else ()
+            candidate = Candidate("torch", version, variant, release, files, False, index)
+            if self._allowed(candidate):
+                out.append(candidate)
+        return out
+
+    def _variant_problem(self, variant: str, arch: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]] | None:
+        cuda = parse_version(variant_cuda(variant)) if variant_cuda(variant) else None
+        for m in self.machines:
+            if cuda is not None and m.driver_cuda is not None and cuda > m.driver_cuda:
+                return (f"built for CUDA {cuda}; the driver on {m.label} supports CUDA <= {m.driver_cuda}",
+                        ("https://docs.nvidia.com/cuda/cuda-toolkit-release-notes/index.html",))
+            if cuda is not None and arch and m.ccs:
+                listed = [parse_version(a.removesuffix("+PTX")) for a in arch]
+                for cc in m.ccs:
+                    if not any(v is not None and v.release[0] == cc.release[0] and v <= cc for v in listed):
+                        return (f"its kernels cover sm_{', sm_'.join(a.replace('.', '') for a in arch)}; "
+                                f"{m.label} has compute capability {cc}", ())
+        return None
+
+    def _allowed(self, candidate: Candidate) -> bool:
+        if candidate.label in self.banned.get(candidate.name, set()):
+            return False
+        for rule in self._rules_by_package.get(candidate.name, ()):
+            for machine in self.machines:
+                facts = dict(machine.facts)
+                facts.update(self.run_facts)
+                facts[f"pkg.{candidate.name}"] = str(candidate.version)
+                if candidate.variant:
+                    facts["torch.variant"] = candidate.variant
+                    cuda = variant_cuda(candidate.variant)
+                    if cuda:
+                        facts["torch.cuda"] = cuda
+                        facts["torch.cuda_major"] = cuda.split(".")[0]
+                assert rule.when is not None
+                if rule.when.evaluate(facts) is Truth.TRUE:
+                    self.exclusions.add(candidate.name, candidate.label, f"{rule.title} [{rule.id}]",
+                                        rule.evidence[:2])  # fmt: skip
+                    return False
+        return True
+
+    def _ordered(self, candidates: list[Candidate]) -> list[Candidate]:
+        def age_ok(c: Candidate) -> bool:
+            if self.prefer != "stable" or c.release is None:
+                return True
+            uploaded = dt.date.fromisoformat(c.release.uploaded)
+            return (self._today - uploaded).days >= STABLE_AGE_DAYS
+
+        def variant_rank(c: Candidate) -> tuple[int, Version]:
+            cuda = parse_version(variant_cuda(c.variant)) if c.variant and variant_cuda(c.variant) else None
+            return (1 if c.index_url == PYPI_INDEX else 0, cuda or Version("0"))
+
+        return sorted(candidates, key=lambda c: (age_ok(c), not c.from_source, c.version, variant_rank(c)),
+                      reverse=True)  # fmt: skip
+
+
+def _rules_by_package(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
+    """Error rules whose condition reads a package's version: candidates they exclude."""
+    index: dict[str, list[Rule]] = {}
+    for rule in rules:
+        if rule.when is None or rule.severity != "error":
+            continue
+        for fact in rule.when.facts():
+            if fact.startswith("pkg."):
+                index.setdefault(fact[4:], []).append(rule)
+    return index

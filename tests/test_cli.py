@@ -1,0 +1,108 @@
+"""The command line, run as a user runs it: `python -m compatsolve ...` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = "H100,driver=535.104.05,os=linux"
+
+
+def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)  # carries the test's COMPATSOLVE_CACHE (conftest)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("COLUMNS", "120")
+    return subprocess.run([sys.executable, "-m", "compatsolve", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120, check=False)  # fmt: skip
+
+
+def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout[-500:], done.stderr[-2000:])
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_cache_is_isolated() -> None:
+    assert os.environ["COMPATSOLVE_CACHE"] != ""
+    assert "compatsolve-cache" in os.environ["COMPATSOLVE_CACHE"]
+
+
+@pytest.mark.parametrize("command", ["probe", "audit"])
+def test_unreadable_report(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "no-such-report.txt"
+    assert_usage_error(cli(command, "--report", str(missing)), str(missing), "cannot read")
+
+
+def test_report_is_a_directory(tmp_path: Path) -> None:
+    assert_usage_error(cli("probe", "--report", str(tmp_path)), str(tmp_path))
+
+
+def test_unknown_target_key() -> None:
+    assert_usage_error(cli("probe", "--target", "H100,memory=80"), "--target", "unknown key 'memory'")
+
+
+def test_malformed_target_version() -> None:
+    assert_usage_error(cli("audit", "--target", "H100,cuda=twelve"), "--target", "cuda")
+
+
+def test_malformed_with_version_in_probe() -> None:
+    """`probe --with torch==banana` is a typo the user must hear about: exit 2, one line."""
+    assert_usage_error(cli("probe", "--target", TARGET, "--with", "torch==banana"), "--with", "torch==banana")
+
+
+def test_bad_option_value_is_one_line() -> None:
+    assert_usage_error(cli("probe", "--format", "xml"), "--format")
+
+
+def test_bad_snapshot_names_where(tmp_path: Path) -> None:
+    snap = tmp_path / "snap.json"
+    snap.write_text(json.dumps({"schema": "compatsolve.environment/1",
+                                "machine": {"gpus": [{"index": 0, "name": "Tesla T4", "cc": 7.5}]}}))  # fmt: skip
+    assert_usage_error(cli("probe", "--from", str(snap)), "machine.gpus[0].cc")
+
+
+def test_probe_save_writes_snapshot_and_refuses_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "env.json"
+    done = cli("probe", "--target", TARGET, "--with", "torch==2.4.0+cu121", "--save", str(out))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "compatsolve.environment/1"
+    assert doc["machine"]["driver"]["version"] == "535.104.05"
+    assert doc["facts"]["pkg.torch"] == "2.4.0"
+    assert doc["facts"]["torch.variant"] == "cu121"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".env.json.")]  # no temp file left
+
+    out.write_text("old content\n")
+    refused = cli("probe", "--target", TARGET, "--save", str(out))
+    assert_usage_error(refused, str(out), "--force")
+    assert out.read_text() == "old content\n"
+
+    forced = cli("probe", "--target", "T4", "--save", str(out), "--force", "--format", "json")
+    assert forced.returncode == 0, forced.stderr
+    saved = json.loads(out.read_text())
+    assert saved["schema"] == "compatsolve.environment/1"
+    assert saved == json.loads(forced.stdout)  # --format json prints what --save writes
+
+
+def test_probe_save_into_missing_directory(tmp_path: Path) -> None:
+    target = tmp_path / "nope" / "env.json"
+    assert_usage_error(cli("probe", "--target", TARGET, "--save", str(target)), "does not exist")
+    assert not target.exists()
+
+
+def test_saved_snapshot_loads_back(tmp_path: Path) -> None:
+    out = tmp_path / "env.json"
+    assert cli("probe", "--target", TARGET, "--with", "vllm==0.5.3", "--save", str(out)).returncode == 0
+    again = cli("probe", "--from", str(out), "--format", "json")
+    assert again.returncode == 0, again.stderr
+    first, second = json.loads(out.read_text()), json.loads(again.stdout)
+    assert second["facts"] == first["facts"]

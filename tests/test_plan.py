@@ -1,0 +1,144 @@
+"""Plan scenarios (tests/plan_cases.toml): each asserts facts that must hold, plus the invariants
+every feasible plan must satisfy. No golden copies of plan output."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from compatsolve.knowledge import load
+from compatsolve.plan import Plan, PlanRequest, make_plan
+from compatsolve.snapshot import load_snapshot
+from compatsolve.sources.target import parse_target
+from compatsolve.sources.assemble import finish
+from compatsolve.versions import parse_version, variant_cuda
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CASES = tomllib.loads((Path(__file__).parent / "plan_cases.toml").read_text())["scenario"]
+
+
+def _plan(case: dict[str, Any]) -> tuple[Plan, list[Any]]:
+    kb = load()
+    snapshot = load_snapshot()
+    assert snapshot is not None, "the shipped PyPI snapshot is missing"
+    targets = case["target"] if isinstance(case["target"], list) else [case["target"]]
+    envs = [finish(parse_target(t, kb), kb) for t in targets]
+    card = kb.model(case["model"])
+    assert card is not None, case["model"]
+    request = PlanRequest(model=card, stage=case["stage"], engine=case.get("engine"),
+                          method=case.get("method"), dtype=case.get("dtype"),
+                          keep=tuple(case.get("keep", ())))  # fmt: skip
+    return make_plan(request, envs, kb, snapshot), envs
+
+
+def test_at_least_forty_scenarios_across_the_gpu_range() -> None:
+    assert len(CASES) >= 40
+    text = " ".join(str(c["target"]) for c in CASES)
+    for gpu in ("P100", "V100", "T4", "RTX 3090", "A10", "A100", "L4", "RTX 4090", "H100", "RTX 5090", "B200"):
+        assert gpu in text
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_scenario(case: dict[str, Any]) -> None:
+    plan, envs = _plan(case)
+    expect = case["expect"]
+    assert plan.feasible is expect["feasible"], (plan.conflict, plan.derivation[-5:])
+    if not plan.feasible:
+        assert plan.conflict and plan.conflict.get("summary")
+        doc = plan.to_json()
+        assert doc["feasible"] is False and doc["packages"] == []
+        return
+    pins = {p["name"]: p for p in plan.packages}
+    engine = next((e for e in ("vllm", "sglang") if e in pins), "transformers")
+    for key, value in expect.items():
+        if key == "dtype":
+            assert plan.settings["dtype"] == value
+        elif key == "attention_backend":
+            assert plan.settings["attention_backend"] == value
+        elif key == "engine":
+            assert engine == value
+        elif key == "engine_not":
+            assert engine != value
+        elif key == "no_flash_attn":
+            assert "flash-attn" not in pins
+            assert "flash" not in str(plan.settings["attention_backend"]).lower()
+        elif key == "min_tp":
+            assert plan.settings["tensor_parallel_size"] >= value
+        elif key == "has":
+            assert set(value) <= set(pins), set(value) - set(pins)
+        elif key == "torch":
+            assert pins["torch"]["version"] == value
+    check_invariants(plan, envs, case)
+
+
+def check_invariants(plan: Plan, envs: list[Any], case: dict[str, Any]) -> None:
+    kb = load()
+    snapshot = load_snapshot()
+    assert snapshot is not None
+    pins = {p.name: p for p in plan.pins}
+    # 1. every Requires-Dist among the pinned packages is satisfied (markers for the target Python)
+    for cand in plan.pins:
+        for line in (cand.release.requires_dist or ()) if cand.release else ():
+            req = Requirement(line)
+            dep = canonicalize_name(req.name)
+            if dep not in pins:
+                continue
+            py = envs[0].python_version or "3.11"
+            marker_env = {"python_version": ".".join(py.split(".")[:2]), "sys_platform": "linux",
+                          "platform_system": "Linux", "platform_machine": "x86_64", "extra": ""}  # fmt: skip
+            if req.marker is not None and not req.marker.evaluate(marker_env):
+                continue
+            assert req.specifier.contains(pins[dep].version, prereleases=True), f"{cand.label} needs {line}"
+    ccs = [parse_version(g.cc) for env in envs for g in env.gpus or () if g.cc]
+    min_cc = min(ccs) if ccs else None
+    torch = pins.get("torch")
+    # 2. torch's CUDA variant within every driver's range; 3. its kernels cover every GPU
+    if torch is not None and torch.variant and variant_cuda(torch.variant):
+        cuda = Version(variant_cuda(torch.variant) or "0")
+        for env in envs:
+            if env.driver_cuda:
+                assert cuda <= Version(env.driver_cuda)
+        facts = kb.torch_release(str(torch.version))
+        assert facts is not None
+        arch = [Version(a.removesuffix("+PTX")) for a in facts.arch.get(torch.variant, ())]
+        for cc in ccs:
+            assert cc is not None
+            if arch:
+                assert any(a.release[0] == cc.release[0] and a <= cc for a in arch), (torch.label, cc)
+    # 4. no FlashAttention-2 and no bfloat16 below sm_80
+    if min_cc is not None and min_cc < Version("8.0"):
+        assert "flash-attn" not in pins
+        assert plan.settings["dtype"] != "bfloat16"
+    # 5. the engine and transformers are new enough for the model
+    card = kb.model(case["model"])
+    assert card is not None
+    if card.min_transformers and "transformers" in pins:
+        assert pins["transformers"].version >= Version(card.min_transformers)
+    if card.min_vllm and "vllm" in pins:
+        assert pins["vllm"].version >= Version(card.min_vllm)
+    # 6. tensor-parallel size divides the heads and fits the GPU count
+    tp = plan.settings["tensor_parallel_size"]
+    if card.attention_heads:
+        assert card.attention_heads % tp == 0
+    for env in envs:
+        if env.gpus:
+            assert tp <= len(env.gpus)
+    # 7. JSON contract shape
+    doc = plan.to_json()
+    assert doc["schema"] == "compatsolve.plan/1"
+    for entry in doc["packages"]:
+        assert set(entry) == {"name", "version", "variant", "index_url", "reason"}
+        assert "+" not in entry["version"]
+        assert entry["reason"]
+    assert set(doc["settings"]) >= {"dtype", "attention_backend", "tensor_parallel_size", "max_model_len",
+                                    "quantization", "env"}  # fmt: skip
