@@ -52,7 +52,7 @@ def probe(args: argparse.Namespace) -> int:
     from compatsolve.sources.snapshot import to_document
 
     kb = load()
-    env = _one_environment(args, kb, strict_model=False)
+    env = _one_environment(args, kb, strict_model=True)
     facts = {k: v for k, v in env.facts(kb).items() if not k.startswith("_")}
     document = to_document(env, facts)
     if args.save:

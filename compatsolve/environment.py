@@ -123,19 +123,21 @@ class Environment:
         if self.gpus:
             first = self.gpus[0]
             out["gpu.name"] = first.name
-            ccs = [parse_version(g.cc) for g in self.gpus if g.cc]
-            if ccs and all(ccs):
+            # The weakest GPU decides; if any GPU's value is unknown, so is the fact.
+            ccs = [parse_version(g.cc) if g.cc else None for g in self.gpus]
+            if all(ccs):
                 out["gpu.cc"] = str(min(c for c in ccs if c))
-            mems = [g.memory_total_mib for g in self.gpus if g.memory_total_mib]
-            if mems:
-                out["gpu.vram_gib"] = round(min(mems) / 1024, 1)
+            mems = [g.memory_total_mib for g in self.gpus]
+            if all(mems):
+                out["gpu.vram_gib"] = round(min(m for m in mems if m) / 1024, 1)
             model = catalog.gpu(first.catalog_id or first.name) if catalog is not None else None
             if model is not None:
                 out["gpu.arch"] = model.architecture
                 out["gpu.segment"] = model.segment
-                out.setdefault("gpu.cc", model.cc)
-                if model.memory_gib and "gpu.vram_gib" not in out:
-                    out["gpu.vram_gib"] = model.memory_gib
+                if len(self.gpus) == 1:
+                    out.setdefault("gpu.cc", model.cc)
+                    if model.memory_gib and "gpu.vram_gib" not in out:
+                        out["gpu.vram_gib"] = model.memory_gib
                 for key in ("bf16", "fp8", "fp4", "p2p"):
                     value = getattr(model, key)
                     if value is not None:
@@ -159,9 +161,12 @@ class Environment:
             out["_packages_complete"] = True
         torch = self.torch_build()
         if torch is not None:
-            if torch.cuda:
-                out["torch.cuda"] = major_minor(torch.cuda)
-                out["torch.variant"] = "cu" + (major_minor(torch.cuda) or "").replace(".", "")
+            cuda = major_minor(torch.cuda) if torch.cuda else None
+            if cuda:
+                out["torch.cuda"] = cuda
+                out["torch.variant"] = "cu" + cuda.replace(".", "")
+            elif torch.cuda:
+                pass  # a CUDA build whose version text does not parse: unknown
             elif torch.hip:
                 out["torch.variant"] = "rocm" + (major_minor(torch.hip) or "")
             else:
@@ -195,7 +200,7 @@ class Environment:
             return None
         version = parse_version(pkg.version)
         label = version.local if version else None
-        if label and label.startswith("cu") and label[2:].isdigit():
+        if label and label.startswith("cu") and label[2:].isdigit() and len(label) >= 5:
             digits = label[2:]
             return TorchBuild(version=pkg.version, cuda=f"{digits[:-1]}.{digits[-1]}")
         if label and label.startswith("rocm"):

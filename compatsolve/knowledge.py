@@ -119,6 +119,7 @@ class TorchRelease:
     triton: str | None
     arch: Mapping[str, tuple[str, ...]]
     arch_note: str | None
+    tier: str  # metadata, or reproduced when checked on real hardware
     sources: tuple[str, ...]
 
 
@@ -357,6 +358,7 @@ def _torch(t: Table) -> TorchRelease:
         triton=t.text("triton"),
         arch=arch,
         arch_note=t.text("arch_note"),
+        tier=t.text("tier", choices=TIERS) or "metadata",
         sources=_sources(t),
     )
     t.done()

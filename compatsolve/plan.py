@@ -15,7 +15,7 @@ from compatsolve.derive import GIB, weights_gib
 from compatsolve.environment import Environment, model_facts
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge, ModelCard
-from compatsolve.resolve import PYPI_INDEX, Candidate, Exclusions, Machine, Provider, Req
+from compatsolve.resolve import PLANNED_EXTRAS, PYPI_INDEX, Candidate, Exclusions, Machine, Provider, Req, _requirement
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Snapshot
 from compatsolve.versions import parse_version, variant_cuda
@@ -181,10 +181,20 @@ def resolve_stack(request: PlanRequest, engine: str, machines: Sequence[Machine]
             for name, cand in sorted(pins.items()):
                 derivation.append(f"pinned {cand.label}")
             return pins, None, derivation, exclusions
-        label, name, why = problem
-        derivation.append(f"rejected {label}: {why}")
-        exclusions.add(name, label, why)
-        banned.setdefault(name, set()).add(label)
+        label, name, why, rule_id = problem
+        # Ban every candidate of that package the same rule would reject beside the other pins,
+        # not just this one: one step per rule instead of one per release.
+        doomed = {label}
+        rule = kb.rule(rule_id) if rule_id else None
+        if rule is not None and rule.when is not None:
+            for other in provider.candidates(name):
+                trial = {**pins, name: other}
+                if any(rule.when.evaluate(plan_facts(trial, m, run_facts)) is Truth.TRUE for m in machines):
+                    doomed.add(other.label)
+        derivation.append(f"rejected {len(doomed)} candidate(s) of {name} incl. {label}: {why}")
+        for item in doomed:
+            exclusions.add(name, item, why)
+        banned.setdefault(name, set()).update(doomed)
     return None, {"summary": "no combination passed the failure rules after 12 attempts"}, derivation, exclusions
 
 
@@ -235,7 +245,7 @@ def plan_facts(pins: Mapping[str, Candidate], machine: Machine, run_facts: Mappi
 
 
 def _post_check(pins: Mapping[str, Candidate], machines: Sequence[Machine], run_facts: Mapping[str, Any],
-                kb: Knowledge, request: PlanRequest) -> tuple[str, str, str] | None:  # fmt: skip
+                kb: Knowledge, request: PlanRequest) -> tuple[str, str, str, str | None] | None:  # fmt: skip
     """A rule that fires on the whole plan (several packages together), or an sdist that would
     be compiled with a toolkit whose CUDA major differs from torch's."""
     kept = {canonicalize_name(k.partition("==")[0]) for k in request.keep}
@@ -249,14 +259,15 @@ def _post_check(pins: Mapping[str, Candidate], machines: Sequence[Machine], run_
                 continue
             involved = [f[4:] for f in rule.when.facts() if f.startswith("pkg.") and f[4:] in pins and f[4:] not in kept]
             if involved:
-                name = sorted(involved, key=lambda n: (n == "torch", n))[0]
-                return pins[name].label, name, f"{rule.title} [{rule.id}]"
+                # change the package the fewest others depend on: not the engine, not torch
+                name = sorted(involved, key=lambda n: (n in ENGINE_ORDER, n == "torch", n))[0]
+                return pins[name].label, name, f"{rule.title} [{rule.id}]", rule.id
         if torch is not None and torch.variant and machine.toolkit is not None:
             cuda = variant_cuda(torch.variant)
             for cand in pins.values():
                 if cand.from_source and cuda and str(machine.toolkit.major) != cuda.split(".")[0]:
                     return (cand.label, cand.name, f"compiled from source with nvcc {machine.toolkit}, "
-                            f"but torch is built for CUDA {cuda}: the extension would not load")  # fmt: skip
+                            f"but torch is built for CUDA {cuda}: the extension would not load", None)  # fmt: skip
     return None
 
 
@@ -286,11 +297,20 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
         dtype = "float16"
         reasons["dtype"] = (f"compute capability {min_cc} has no bfloat16: float16 instead; models trained in "
                             "bfloat16 can overflow in float16 (NaN or '!!!!' output) - if so, use float32")
-    else:
-        dtype = card.torch_dtype or "float16"
+    elif card.torch_dtype:
+        dtype = card.torch_dtype
         reasons["dtype"] = f"the checkpoint's dtype ({dtype})"
+    elif all_bf16:
+        dtype = "auto"
+        reasons["dtype"] = "the catalog does not know the checkpoint's dtype: auto takes config.json's"
+    else:
+        dtype = "float16"
+        reasons["dtype"] = (f"compute capability {min_cc} has no bfloat16, and the checkpoint's dtype is not "
+                            "in the catalog: float16")  # fmt: skip
 
     quant = request.quantization if request.quantization not in (None, "none") else None
+    if quant is None and request.stage == "fine-tuning" and request.method == "qlora":
+        quant = "bnb-4bit"  # QLoRA keeps the frozen base weights in 4-bit
     gpu_counts = [int(m.facts.get("gpu.count") or 0) for m in machines]
     vrams = [float(m.facts.get("gpu.vram_gib") or 0) for m in machines]
     count, vram = min(gpu_counts), min(vrams)
@@ -300,12 +320,12 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
         reasons["tensor_parallel_size"] = "memory not estimated (model size or GPU memory unknown)"
     else:
         fit = _fit(card, dtype, quant, count, vram, request.context)
-        if fit is None and quant is None and card.quantized:
-            quant = "awq" if any("AWQ" in q for q in card.quantized) else "gptq"
+        published = [(q, m) for q in card.quantized if (m := quantization_of(q))]
+        if fit is None and quant is None and published:
+            variant, quant = min(published, key=lambda qm: QUANT_PREFERENCE.index(qm[1]))
             fit = _fit(card, dtype, quant, count, vram, request.context)
             if fit is not None:
                 settings["quantization"] = quant
-                variant = next((q for q in card.quantized if quant.upper() in q.upper()), card.quantized[0])
                 reasons["quantization"] = (f"{card.params_b:g}B weights in {dtype} do not fit {count} x {vram:g} GiB; "
                                            f"the published {variant} does")  # fmt: skip
                 settings["model_repo"] = variant
@@ -336,14 +356,26 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
     return settings, reasons, None
 
 
+QUANT_PREFERENCE = ("awq", "gptq", "fp8")
+
+
+def quantization_of(repo: str) -> str | None:
+    """The quantization method a published checkpoint's name states (None when not one we plan)."""
+    name = repo.upper()
+    for marker, method in (("AWQ", "awq"), ("GPTQ", "gptq"), ("FP8", "fp8")):
+        if marker in name:
+            return method
+    return None
+
+
 def _fit(card: ModelCard, dtype: str, quant: str | None, count: int, vram: float,
          context: int | None) -> tuple[int, int, float, int] | None:  # fmt: skip
     assert card.params_b is not None
-    weights = weights_gib(card.params_b, quant or dtype)
+    weights = weights_gib(card.params_b, quant or (dtype if dtype != "auto" else "bfloat16"))
     heads = card.attention_heads
     kv_heads = card.kv_heads or heads
     head_dim = card.head_dim or (card.hidden_size // heads if card.hidden_size and heads else None)
-    per_token = 2 * (card.layers or 0) * (kv_heads or 0) * (head_dim or 0) * (2 if dtype != "float32" else 4)
+    per_token = 2 * (card.layers or 0) * (kv_heads or 0) * (head_dim or 0) * (4 if dtype == "float32" else 2)
     tp = 1
     while tp <= count:
         if heads is None or heads % tp == 0:
@@ -507,8 +539,12 @@ def _package_entry(cand: Candidate, pins: Mapping[str, Candidate], machines: Seq
     reasons = []
     for other in pins.values():
         for line in (other.release.requires_dist or ()) if other.release else ():
-            if line.split(";")[0].replace(" ", "").lower().startswith(cand.name) and "==" in line.split(";")[0]:
-                reasons.append(f"{other.label} pins {line.split(';')[0].strip()}")
+            req = _requirement(line)
+            if req is None or canonicalize_name(req.name) != cand.name or "==" not in str(req.specifier):
+                continue
+            if req.marker is not None and "extra" in str(req.marker) and other.name not in PLANNED_EXTRAS:
+                continue
+            reasons.append(f"{other.label} pins {cand.name}{req.specifier}")
     if cand.name == "torch" and cand.variant:
         cuda = variant_cuda(cand.variant)
         drivers = [m.driver_cuda for m in machines if m.driver_cuda]
@@ -570,8 +606,11 @@ def alternatives(request: PlanRequest, envs: Sequence[Environment], kb: Knowledg
                 break
     needs = conflict.get("needs_vram_gib")
     if needs:
-        gpu = min((g for g in kb.gpus if g.memory_gib and g.memory_gib >= needs and g.segment == "datacenter"),
-                  key=lambda g: (g.memory_gib, g.cc), default=None)  # fmt: skip
+        have = max((max(m.ccs) for m in machines if m.ccs), default=Version("8.0"))
+        floor = max(have, Version("8.0"))
+        gpu = min((g for g in kb.gpus if g.memory_gib and g.memory_gib >= needs and g.segment == "datacenter"
+                   and (parse_version(g.cc) or Version("0")) >= floor),
+                  key=lambda g: (g.memory_gib, parse_version(g.cc) or Version("0")), default=None)  # fmt: skip
         if gpu is not None:
             out.append({"change": f"a GPU with >= {needs:g} GiB, e.g. {gpu.name} ({gpu.memory_gib:g} GB)",
                         "feasible": None, "summary": "not resolved: hardware change"})  # fmt: skip

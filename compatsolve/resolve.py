@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from packaging.markers import Marker
@@ -22,15 +23,16 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.knowledge import Knowledge, Rule
+from compatsolve.knowledge import Extension, Knowledge, Rule
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
 from compatsolve.versions import parse_version, variant_cuda
 
 STABLE_AGE_DAYS = 60
 PYPI_INDEX = "https://pypi.org/simple"
-CUDA_EXTENSIONS = frozenset({"flash-attn", "xformers", "vllm", "sgl-kernel", "flashinfer-python",
-                             "bitsandbytes", "deepspeed", "auto-gptq", "autoawq", "llama-cpp-python"})  # fmt: skip
+# Extras a planned package is installed with: SGLang's runtime stack (torch, sgl-kernel,
+# flashinfer) sits behind its `srt` extra in the releases that have one.
+PLANNED_EXTRAS = {"sglang": "srt"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,6 +102,10 @@ class Req:
     reason: str
     variant: str | None = None
 
+    @property
+    def spec_text(self) -> str:
+        return _spec_text(self.specifier)
+
     def __str__(self) -> str:
         return f"{self.name}{self.specifier}" + (f" ({self.variant})" if self.variant else "")
 
@@ -143,6 +149,8 @@ class Provider:
         self._cache: dict[str, list[Candidate]] = {}
         self._rules_by_package = _rules_by_package(kb.rules)
         self._today = dt.date.fromisoformat(snapshot.date)
+        self._universe = snapshot.names()
+        self._marker_cache: dict[str, bool] = {}
 
     # ---- resolvelib interface
 
@@ -164,21 +172,20 @@ class Provider:
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         if requirement.variant is not None and candidate.variant != requirement.variant:
             return False
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        return _contains(requirement.spec_text, candidate.version)
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.release is None or candidate.release.requires_dist is None:
             return []
         deps = []
         for line in candidate.release.requires_dist:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
+            req = _requirement(line)
+            if req is None:
                 continue
             name = canonicalize_name(req.name)
-            if name not in self.snapshot.releases or name.startswith("nvidia-"):
+            if name not in self._universe or name.startswith("nvidia-"):
                 continue  # outside the planned stack: left to the installer
-            if req.marker is not None and not self._marker_holds(req.marker):
+            if req.marker is not None and not self._marker_holds(req.marker, PLANNED_EXTRAS.get(candidate.name, "")):
                 continue
             deps.append(Req(name, req.specifier, f"{candidate.label} requires {name}{req.specifier}"))
         return deps
@@ -191,7 +198,13 @@ class Provider:
 
     # ---- candidates
 
-    def _marker_holds(self, marker: Marker) -> bool:
+    def _marker_holds(self, marker: Marker, extra: str = "") -> bool:
+        key = f"{marker}|{extra}"
+        if key not in self._marker_cache:
+            self._marker_cache[key] = self._evaluate_marker(marker, extra)
+        return self._marker_cache[key]
+
+    def _evaluate_marker(self, marker: Marker, extra: str) -> bool:
         from compatsolve.metadata_check import PLATFORM_SYSTEM, SYS_PLATFORM
 
         for machine in self.machines:
@@ -200,7 +213,7 @@ class Provider:
                       "platform_system": PLATFORM_SYSTEM.get(machine.os_name, "Linux"),
                       "platform_machine": machine.arch, "os_name": "nt" if machine.os_name == "windows" else "posix",
                       "implementation_name": "cpython", "platform_python_implementation": "CPython",
-                      "extra": ""}  # fmt: skip
+                      "extra": extra}  # fmt: skip
             try:
                 if not marker.evaluate(values):
                     return False
@@ -223,6 +236,9 @@ class Provider:
             if release.yanked or version.is_prerelease or version.is_devrelease:
                 continue
             label = f"{name} {version}"
+            if release.requires_dist is None:
+                self.exclusions.add(name, label, "its metadata (Requires-Dist) could not be read: unknown")
+                continue
             if not self._python_ok(release):
                 self.exclusions.add(name, label, f"requires Python {release.requires_python}")
                 continue
@@ -233,7 +249,8 @@ class Provider:
                     self.exclusions.add(name, label, "no wheel for the target Python/OS/arch/glibc")
                     continue
                 from_source = True
-                if name in CUDA_EXTENSIONS and not all(m.toolkit for m in self.machines):
+                entry = self._extension(name, version)
+                if entry is not None and entry.needs_toolkit_to_build and not all(m.toolkit for m in self.machines):
                     self.exclusions.add(name, label, "sdist only: compiling it needs a CUDA toolkit (nvcc), "
                                         "and none is known on the target")  # fmt: skip
                     continue
@@ -245,6 +262,15 @@ class Provider:
             if self._allowed(candidate):
                 out.append(candidate)
         return out
+
+    def _extension(self, name: str, version: Version) -> Extension | None:
+        """The knowledge/extensions.toml entry covering this release, if any."""
+        for entry in self.kb.extensions:
+            if canonicalize_name(entry.package) == name and (
+                entry.versions == "*" or _contains(entry.versions, version)
+            ):
+                return entry
+        return None
 
     def _python_ok(self, release: Release) -> bool:
         if not release.requires_python:
@@ -275,7 +301,11 @@ class Provider:
             return []
         out = []
         needs_gpu = any(m.ccs for m in self.machines)
-        for variant in facts.variants:
+        # Variants the knowledge base lists; where it lists none, the PyPI build is still known.
+        variants = facts.variants or ((facts.pypi_variant,) if facts.pypi_variant else ())
+        if not needs_gpu and "cpu" not in variants and facts.pypi_variant:
+            variants = (facts.pypi_variant,)  # the PyPI CUDA build also runs on a CPU-only machine
+        for variant in variants:
             pypi_default = variant == facts.pypi_variant
             on_linux = all(m.os_name in ("linux", "wsl") for m in self.machines)
             index = PYPI_INDEX if (pypi_default and on_linux) or (variant == "cpu" and not on_linux) else \
@@ -283,7 +313,7 @@ class Provider:
             vlabel = f"torch {version}+{variant}"
             if needs_gpu and variant == "cpu":
                 continue
-            if not needs_gpu and variant != "cpu":
+            if not needs_gpu and variant != "cpu" and "cpu" in variants:
                 continue
             why = self._variant_problem(variant, facts.arch.get(variant))
             if why:
@@ -301,6 +331,9 @@ class Provider:
             if cuda is not None and m.driver_cuda is not None and cuda > m.driver_cuda:
                 return (f"built for CUDA {cuda}; the driver on {m.label} supports CUDA <= {m.driver_cuda}",
                         ("https://docs.nvidia.com/cuda/cuda-toolkit-release-notes/index.html",))
+            if cuda is not None and m.ccs and not arch:
+                return ("the compute capabilities its kernels cover are not in knowledge/torch.toml: "
+                        "unknown, so not assumed to fit", ())
             if cuda is not None and arch and m.ccs:
                 listed = [parse_version(a.removesuffix("+PTX")) for a in arch]
                 for cc in m.ccs:
@@ -312,6 +345,15 @@ class Provider:
     def _allowed(self, candidate: Candidate) -> bool:
         if candidate.label in self.banned.get(candidate.name, set()):
             return False
+        entry = self._extension(candidate.name, candidate.version)
+        floor = parse_version(entry.cc_min) if entry is not None and entry.cc_min else None
+        if entry is not None and floor is not None:
+            for machine in self.machines:
+                if machine.ccs and min(machine.ccs) < floor:
+                    self.exclusions.add(candidate.name, candidate.label,
+                                        f"its kernels need compute capability >= {floor}; {machine.label} "
+                                        f"has {min(machine.ccs)}", entry.sources[:2])  # fmt: skip
+                    return False
         for rule in self._rules_by_package.get(candidate.name, ()):
             for machine in self.machines:
                 facts = dict(machine.facts)
@@ -343,6 +385,24 @@ class Provider:
 
         return sorted(candidates, key=lambda c: (age_ok(c), not c.from_source, c.version, variant_rank(c)),
                       reverse=True)  # fmt: skip
+
+
+@lru_cache(maxsize=None)
+def _requirement(line: str) -> Requirement | None:
+    try:
+        return Requirement(line)
+    except InvalidRequirement:
+        return None
+
+
+@lru_cache(maxsize=None)
+def _spec_text(specifier: SpecifierSet) -> str:
+    return str(specifier)
+
+
+@lru_cache(maxsize=None)
+def _contains(specifier: str, version: Version) -> bool:
+    return SpecifierSet(specifier).contains(version, prereleases=True)
 
 
 def _rules_by_package(rules: Iterable[Rule]) -> dict[str, list[Rule]]:

@@ -79,23 +79,58 @@ class Release:
         return not self.wheels
 
 
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    date: str
-    releases: dict[str, dict[str, Release]]  # project -> version -> release
+    """Releases by project; a project's records are built on first access (a plan touches a
+    dozen of the ~60 projects, so most of the document is never turned into objects)."""
+
+    def __init__(self, date: str, releases: dict[str, dict[str, Release]] | None = None,
+                 raw: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+        self.date = date
+        self._built: dict[str, dict[str, Release]] = dict(releases or {})
+        self._raw: dict[str, dict[str, Any]] = raw or {}
+
+    @property
+    def releases(self) -> dict[str, dict[str, Release]]:
+        for name in list(self._raw):
+            self.project(name)
+        return self._built
+
+    def names(self) -> set[str]:
+        return set(self._built) | set(self._raw)
 
     def project(self, name: str) -> dict[str, Release]:
-        return self.releases.get(canonicalize_name(name), {})
+        key = canonicalize_name(name)
+        if key not in self._built and key in self._raw:
+            self._built[key] = _build_project(key, self._raw.pop(key))
+        return self._built.get(key, {})
 
     def newest(self) -> dict[str, str]:
         out = {}
-        for project, releases in sorted(self.releases.items()):
-            versions = [_version(v) for v in releases]
+        for project in sorted(self.names()):
+            versions = [_version(v) for v in self._raw.get(project) or self._built.get(project, {})]
             final = [v for v in versions if v is not None and not v.is_prerelease]
             pool = final or [v for v in versions if v is not None]
             if pool:
                 out[project] = str(max(pool))
         return out
+
+    def release_count(self) -> int:
+        return sum(len(v) for v in self._raw.values()) + sum(len(v) for v in self._built.values())
+
+
+def _build_project(project: str, versions: dict[str, Any]) -> dict[str, Release]:
+    return {
+        version: Release(
+            project=project,
+            version=version,
+            uploaded=raw["uploaded"],
+            yanked=bool(raw["yanked"]),
+            requires_python=raw["requires_python"],
+            requires_dist=None if raw["requires_dist"] is None else tuple(raw["requires_dist"]),
+            files=tuple(ReleaseFile(*f) for f in raw["files"]),
+        )
+        for version, raw in versions.items()
+    }
 
 
 def _version(text: str) -> Version | None:
@@ -126,23 +161,9 @@ def to_document(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def from_document(doc: dict[str, Any]) -> Snapshot:
-    if doc.get("schema") != SCHEMA:
+    if doc.get("schema") != SCHEMA or not isinstance(doc.get("projects"), dict):
         raise ValueError(f"not a {SCHEMA} document")
-    releases: dict[str, dict[str, Release]] = {}
-    for project, versions in doc["projects"].items():
-        releases[project] = {
-            version: Release(
-                project=project,
-                version=version,
-                uploaded=raw["uploaded"],
-                yanked=bool(raw["yanked"]),
-                requires_python=raw["requires_python"],
-                requires_dist=None if raw["requires_dist"] is None else tuple(raw["requires_dist"]),
-                files=tuple(ReleaseFile(*f) for f in raw["files"]),
-            )
-            for version, raw in versions.items()
-        }
-    return Snapshot(date=doc["date"], releases=releases)
+    return Snapshot(date=str(doc["date"]), raw=dict(doc["projects"]))
 
 
 # ---------------------------------------------------------------- locations
@@ -175,8 +196,10 @@ def _read_date(path: Path) -> str | None:
             head = handle.read(200)
     except (OSError, EOFError):
         return None
-    marker = head.find('"date": "')
-    return head[marker + 9 : marker + 19] if marker >= 0 else None
+    import re
+
+    match = re.search(r'"date":\s*"(\d{4}-\d{2}-\d{2})"', head)
+    return match.group(1) if match else None
 
 
 @cache
@@ -196,8 +219,7 @@ def snapshot_summary() -> dict[str, Any] | None:
     if snapshot is None:
         return None
     return {"date": snapshot.date, "newest": snapshot.newest(),
-            "projects": len(snapshot.releases),
-            "releases": sum(len(r) for r in snapshot.releases.values())}  # fmt: skip
+            "projects": len(snapshot.names()), "releases": snapshot.release_count()}  # fmt: skip
 
 
 def write_snapshot(snapshot: Snapshot, path: Path) -> None:

@@ -18,8 +18,15 @@ def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)  # carries the test's COMPATSOLVE_CACHE (conftest)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("COLUMNS", "120")
-    return subprocess.run([sys.executable, "-m", "compatsolve", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "compatsolve", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -65,8 +72,14 @@ def test_bad_option_value_is_one_line() -> None:
 
 def test_bad_snapshot_names_where(tmp_path: Path) -> None:
     snap = tmp_path / "snap.json"
-    snap.write_text(json.dumps({"schema": "compatsolve.environment/1",
-                                "machine": {"gpus": [{"index": 0, "name": "Tesla T4", "cc": 7.5}]}}))  # fmt: skip
+    snap.write_text(
+        json.dumps(
+            {
+                "schema": "compatsolve.environment/1",
+                "machine": {"gpus": [{"index": 0, "name": "Tesla T4", "cc": 7.5}]},
+            }
+        )
+    )
     assert_usage_error(cli("probe", "--from", str(snap)), "machine.gpus[0].cc")
 
 
@@ -106,3 +119,17 @@ def test_saved_snapshot_loads_back(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     first, second = json.loads(out.read_text()), json.loads(again.stdout)
     assert second["facts"] == first["facts"]
+
+
+@pytest.mark.parametrize(
+    "fixture", ["collect_env_h100_torch2.11_cu130.txt", "pip_freeze_fxenv.txt", "nvidia-smi_h100.txt"]
+)
+@pytest.mark.parametrize("command", ["probe", "audit"])
+def test_real_fixture_reports(fixture: str, command: str) -> None:
+    path = REPO / "tests" / "fixtures" / fixture
+    done = cli(command, "--report", str(path), "--format", "json")
+    assert done.returncode in (0, 1), done.stderr  # audit exits 1 when it finds errors
+    assert "Traceback" not in done.stderr
+    doc = json.loads(done.stdout)
+    facts = doc["facts"] if command == "probe" else doc["environment"]
+    assert isinstance(facts, dict) and facts

@@ -26,8 +26,15 @@ from compatsolve.sources.installed import (
 FXENV = Path("/tmp/fxenv")
 
 
-def _dist(site: Path, name: str, version: str, *, extra: str = "", installer: str | None = "pip",
-          folder: str | None = None) -> Path:  # fmt: skip
+def _dist(
+    site: Path,
+    name: str,
+    version: str,
+    *,
+    extra: str = "",
+    installer: str | None = "pip",
+    folder: str | None = None,
+) -> Path:
     info = site / (folder or f"{name.replace('-', '_')}-{version}.dist-info")
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
@@ -136,15 +143,32 @@ def _version_py(site: Path, text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "version", "cuda", "git", "hip"),
     [
-        ("__version__ = '2.4.0+cu121'\ndebug = False\ncuda: Optional[str] = '12.1'\n"
-         "git_version = 'abc123'\nhip: Optional[str] = None\n", "2.4.0+cu121", "12.1", "abc123", None),
-        ("from typing import Optional\n__all__ = ['__version__']\n__version__ = \"2.3.1+cpu\"\n"
-         "cuda = None\nhip = None\n", "2.3.1+cpu", None, None, None),
-        ("__version__ = '2.3.0+rocm6.0'\ncuda = None\nhip = '6.0.32830'\n", "2.3.0+rocm6.0", None, None,
-         "6.0.32830"),
+        (
+            "__version__ = '2.4.0+cu121'\ndebug = False\ncuda: Optional[str] = '12.1'\n"
+            "git_version = 'abc123'\nhip: Optional[str] = None\n",
+            "2.4.0+cu121",
+            "12.1",
+            "abc123",
+            None,
+        ),
+        (
+            "from typing import Optional\n__all__ = ['__version__']\n__version__ = \"2.3.1+cpu\"\n"
+            "cuda = None\nhip = None\n",
+            "2.3.1+cpu",
+            None,
+            None,
+            None,
+        ),
+        (
+            "__version__ = '2.3.0+rocm6.0'\ncuda = None\nhip = '6.0.32830'\n",
+            "2.3.0+rocm6.0",
+            None,
+            None,
+            "6.0.32830",
+        ),
         ("__version__: str = '2.5.0'\ncuda: Optional[str] = '12.4'\n", "2.5.0", "12.4", None, None),
     ],
-)  # fmt: skip
+)
 def test_read_torch_build(tmp_path: Path, text: str, version: str, cuda, git, hip) -> None:
     _version_py(tmp_path, text)
     build = read_torch_build([tmp_path])
@@ -186,7 +210,8 @@ def _fake_venv(root: Path, pyver: str = "3.11", cfg_version: str | None = "3.11.
     site.mkdir(parents=True)
     if cfg_version is not None:
         (root / "pyvenv.cfg").write_text(
-            f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {cfg_version}\n")
+            f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {cfg_version}\n"
+        )
     return python
 
 
@@ -207,7 +232,9 @@ def test_site_dirs_version_from_path_without_cfg(tmp_path: Path) -> None:
 
 def test_site_dirs_version_info_key(tmp_path: Path) -> None:
     python = _fake_venv(tmp_path / "uvenv", cfg_version=None)
-    (tmp_path / "uvenv" / "pyvenv.cfg").write_text("home = /x\nimplementation = CPython\nversion_info = 3.12.4\n")
+    (tmp_path / "uvenv" / "pyvenv.cfg").write_text(
+        "home = /x\nimplementation = CPython\nversion_info = 3.12.4\n"
+    )
     assert site_dirs_of_interpreter(python)[1] == "3.12.4"
 
 
@@ -276,11 +303,15 @@ def test_real_fxenv() -> None:
         for info in d.glob("*.dist-info"):
             head = (info / "METADATA").read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
             name = re.search(r"^Name: (.+)$", head, re.M).group(1).strip()
-            expected.setdefault(canonicalize_name(name), re.search(r"^Version: (.+)$", head, re.M).group(1).strip())
+            expected.setdefault(
+                canonicalize_name(name), re.search(r"^Version: (.+)$", head, re.M).group(1).strip()
+            )
     assert expected and {k: p.version for k, p in found.items()} == expected
     if "torch" in found:
         build = read_torch_build(dirs)
         assert build is not None
-        text = next(d / "torch" / "version.py" for d in dirs if (d / "torch" / "version.py").exists()).read_text()
+        text = next(
+            d / "torch" / "version.py" for d in dirs if (d / "torch" / "version.py").exists()
+        ).read_text()
         assert build.version == re.search(r"^__version__\s*=\s*'([^']+)'", text, re.M).group(1)
         assert found["torch"].version == build.version

@@ -63,6 +63,8 @@ def test_scenario(case: dict[str, Any]) -> None:
     for key, value in expect.items():
         if key == "dtype":
             assert plan.settings["dtype"] == value
+        elif key == "dtype_not":
+            assert plan.settings["dtype"] != value
         elif key == "attention_backend":
             assert plan.settings["attention_backend"] == value
         elif key == "engine":
@@ -71,11 +73,13 @@ def test_scenario(case: dict[str, Any]) -> None:
             assert engine != value
         elif key == "no_flash_attn":
             assert "flash-attn" not in pins
-            assert "flash" not in str(plan.settings["attention_backend"]).lower()
+            assert plan.settings["attention_backend"] not in ("FLASH_ATTN", "flash_attention_2")
         elif key == "min_tp":
             assert plan.settings["tensor_parallel_size"] >= value
         elif key == "has":
             assert set(value) <= set(pins), set(value) - set(pins)
+        elif key == "quantization":
+            assert plan.settings["quantization"] == value
         elif key == "torch":
             assert pins["torch"]["version"] == value
     check_invariants(plan, envs, case)

@@ -45,9 +45,15 @@ class FakeNVMLError(Exception):
     """Shaped like pynvml.NVMLError: str() is NVML's message."""
 
 
-def fake_nvml(gpus=(("NVIDIA A100-SXM4-80GB", (8, 0), 80 * 2**30, 79 * 2**30),), *, driver=b"535.104.05",
-              cuda=12020, init_error: Exception | None = None, count_error: Exception | None = None,
-              calls: list[str] | None = None) -> SimpleNamespace:  # fmt: skip
+def fake_nvml(
+    gpus=(("NVIDIA A100-SXM4-80GB", (8, 0), 80 * 2**30, 79 * 2**30),),
+    *,
+    driver=b"535.104.05",
+    cuda=12020,
+    init_error: Exception | None = None,
+    count_error: Exception | None = None,
+    calls: list[str] | None = None,
+) -> SimpleNamespace:
     log = calls if calls is not None else []
 
     def init() -> None:
@@ -73,9 +79,15 @@ def fake_nvml(gpus=(("NVIDIA A100-SXM4-80GB", (8, 0), 80 * 2**30, 79 * 2**30),),
     )
 
 
-@pytest.mark.parametrize(("driver", "cuda", "driver_cuda"),
-                         [(b"535.104.05", 12020, "12.2"), ("550.54.14", 12040, "12.4"),
-                          ("580.159.04", 13000, "13.0"), ("470.82.01", 11040, "11.4")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("driver", "cuda", "driver_cuda"),
+    [
+        (b"535.104.05", 12020, "12.2"),
+        ("550.54.14", 12040, "12.4"),
+        ("580.159.04", 13000, "13.0"),
+        ("470.82.01", 11040, "11.4"),
+    ],
+)
 def test_probe_nvml_reads_gpus_and_driver(driver, cuda: int, driver_cuda: str) -> None:
     calls: list[str] = []
     env = probe_nvml(fake_nvml(driver=driver, cuda=cuda, calls=calls))
@@ -90,11 +102,16 @@ def test_probe_nvml_reads_gpus_and_driver(driver, cuda: int, driver_cuda: str) -
 
 
 def test_probe_nvml_several_gpus_and_bytes_names() -> None:
-    gpus = ((b"NVIDIA GeForce RTX 4090", (8, 9), 24 * 2**30, 2**30), (b"NVIDIA GeForce RTX 3090", (8, 6), 24 * 2**30, 0))
+    gpus = (
+        (b"NVIDIA GeForce RTX 4090", (8, 9), 24 * 2**30, 2**30),
+        (b"NVIDIA GeForce RTX 3090", (8, 6), 24 * 2**30, 0),
+    )
     env = probe_nvml(fake_nvml(gpus))
     assert env.gpus is not None
     assert [(g.index, g.name, g.cc) for g in env.gpus] == [
-        (0, "NVIDIA GeForce RTX 4090", "8.9"), (1, "NVIDIA GeForce RTX 3090", "8.6")]  # fmt: skip
+        (0, "NVIDIA GeForce RTX 4090", "8.9"),
+        (1, "NVIDIA GeForce RTX 3090", "8.6"),
+    ]
     assert env.facts()["gpu.cc"] == "8.6"  # the lowest compute capability
 
 
@@ -113,9 +130,14 @@ def test_nvml_driver_library_mismatch_is_an_error_notice() -> None:
     assert "reboot" in notice.message.lower()
 
 
-@pytest.mark.parametrize("error", [FakeNVMLError("NVML Shared Library Not Found"),
-                                   OSError("libnvidia-ml.so.1: cannot open shared object file"),
-                                   FakeNVMLError("")])  # fmt: skip
+@pytest.mark.parametrize(
+    "error",
+    [
+        FakeNVMLError("NVML Shared Library Not Found"),
+        OSError("libnvidia-ml.so.1: cannot open shared object file"),
+        FakeNVMLError(""),
+    ],
+)
 def test_nvml_other_init_failures_are_warnings(error: Exception) -> None:
     env = probe_nvml(fake_nvml(init_error=error))
     assert env.gpus is None
@@ -150,7 +172,7 @@ def test_parse_smi_query_real_fixture() -> None:
     rows = [line.split(", ") for line in text.strip().splitlines()]
     gpus, driver = parse_smi_query(text)
     assert len(gpus) == len(rows)
-    for gpu, row in zip(gpus, rows):
+    for gpu, row in zip(gpus, rows, strict=True):
         assert (str(gpu.index), gpu.name, gpu.cc) == (row[0], row[1], row[2])
         assert gpu.memory_total_mib == int(row[3]) and gpu.memory_free_mib == int(row[4])
     assert driver == rows[-1][5]
@@ -159,28 +181,50 @@ def test_parse_smi_query_real_fixture() -> None:
 @pytest.mark.parametrize(
     ("text", "expected", "driver"),
     [
-        ("0, NVIDIA A100-SXM4-80GB, 8.0, 81920, 81000, 535.104.05\n"
-         "1, NVIDIA A100-SXM4-80GB, 8.0, 81920, 80000, 535.104.05\n",
-         [(0, "NVIDIA A100-SXM4-80GB", "8.0", 81920, 81000), (1, "NVIDIA A100-SXM4-80GB", "8.0", 81920, 80000)],
-         "535.104.05"),
-        ("0, NVIDIA GeForce RTX 4090, [N/A], [N/A], [N/A], 550.54.14",
-         [(0, "NVIDIA GeForce RTX 4090", None, None, None)], "550.54.14"),
-        ("0, Tesla T4, 7.5, 15360.0, 15000.5, 470.82.01", [(0, "Tesla T4", "7.5", 15360, 15000)], "470.82.01"),
-        ("index, name, compute_cap, memory.total, memory.free, driver_version\n"
-         "0, Tesla T4, 7.5, 15360, 15360, 470.82.01", [(0, "Tesla T4", "7.5", 15360, 15360)], "470.82.01"),
-        ("Field \"compute_cap\" is not a valid field to query.", [], None),
+        (
+            "0, NVIDIA A100-SXM4-80GB, 8.0, 81920, 81000, 535.104.05\n"
+            "1, NVIDIA A100-SXM4-80GB, 8.0, 81920, 80000, 535.104.05\n",
+            [
+                (0, "NVIDIA A100-SXM4-80GB", "8.0", 81920, 81000),
+                (1, "NVIDIA A100-SXM4-80GB", "8.0", 81920, 80000),
+            ],
+            "535.104.05",
+        ),
+        (
+            "0, NVIDIA GeForce RTX 4090, [N/A], [N/A], [N/A], 550.54.14",
+            [(0, "NVIDIA GeForce RTX 4090", None, None, None)],
+            "550.54.14",
+        ),
+        (
+            "0, Tesla T4, 7.5, 15360.0, 15000.5, 470.82.01",
+            [(0, "Tesla T4", "7.5", 15360, 15000)],
+            "470.82.01",
+        ),
+        (
+            "index, name, compute_cap, memory.total, memory.free, driver_version\n"
+            "0, Tesla T4, 7.5, 15360, 15360, 470.82.01",
+            [(0, "Tesla T4", "7.5", 15360, 15360)],
+            "470.82.01",
+        ),
+        ('Field "compute_cap" is not a valid field to query.', [], None),
         ("0, Tesla T4, 7.5\n", [], None),
         ("", [], None),
     ],
-)  # fmt: skip
+)
 def test_parse_smi_query_synthetic(text: str, expected: list, driver: str | None) -> None:
     gpus, found_driver = parse_smi_query(text)
     assert [(g.index, g.name, g.cc, g.memory_total_mib, g.memory_free_mib) for g in gpus] == expected
     assert found_driver == driver
 
 
-@pytest.mark.parametrize("row", ["0, Tesla T4, 7.5, nan, 15000, 470.82.01", "0, Tesla T4, 7.5, inf, 1, 470.82.01",
-                                 "0, Tesla T4, 7.5, 15360, -inf, 470.82.01"])  # fmt: skip
+@pytest.mark.parametrize(
+    "row",
+    [
+        "0, Tesla T4, 7.5, nan, 15000, 470.82.01",
+        "0, Tesla T4, 7.5, inf, 1, 470.82.01",
+        "0, Tesla T4, 7.5, 15360, -inf, 470.82.01",
+    ],
+)
 def test_parse_smi_query_non_finite_memory_is_unknown(row: str) -> None:
     """`float()` accepts nan/inf, so _is_number passes them and int() raises: must read as unknown."""
     gpus, _driver = parse_smi_query(row)
@@ -188,9 +232,20 @@ def test_parse_smi_query_non_finite_memory_is_unknown(row: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(
-    ["0", "1", "8.0", "81920", "[N/A]", "nan", "inf", "-1", "1e400", "535.104.05"])), max_size=8)
-    .map(", ".join), max_size=5).map("\n".join))  # fmt: skip
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.text(max_size=8),
+                st.sampled_from(
+                    ["0", "1", "8.0", "81920", "[N/A]", "nan", "inf", "-1", "1e400", "535.104.05"]
+                ),
+            ),
+            max_size=8,
+        ).map(", ".join),
+        max_size=5,
+    ).map("\n".join)
+)
 def test_parse_smi_query_never_raises(text: str) -> None:
     gpus, _driver = parse_smi_query(text)
     assert all(g.memory_total_mib is None or isinstance(g.memory_total_mib, int) for g in gpus)
@@ -202,14 +257,17 @@ def test_parse_smi_query_never_raises(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
-         "GCC version:  gcc version 11.4.0 (Ubuntu 11.4.0-1ubuntu1~22.04)\n", "535.104.05"),
+        (
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
+            "GCC version:  gcc version 11.4.0 (Ubuntu 11.4.0-1ubuntu1~22.04)\n",
+            "535.104.05",
+        ),
         ("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  550.54.15  Release Build\n", "550.54.15"),
         ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82\n", "470.82"),
         ("GCC version:  gcc version 12.2.0\n", None),
         ("", None),
     ],
-)  # fmt: skip
+)
 def test_parse_proc_driver_version(text: str, expected: str | None) -> None:
     assert parse_proc_driver_version(text) == expected
 
@@ -264,7 +322,9 @@ QUERY_ARGS = f"--query-gpu={SMI_QUERY} --format=csv,noheader,nounits"
 
 
 def _real_smi_runner() -> FakeRunner:
-    return FakeRunner({QUERY_ARGS: _fixture("nvidia-smi_query_h100.csv"), "header": _fixture("nvidia-smi_h100.txt")})
+    return FakeRunner(
+        {QUERY_ARGS: _fixture("nvidia-smi_query_h100.csv"), "header": _fixture("nvidia-smi_h100.txt")}
+    )
 
 
 def test_probe_gpus_prefers_nvml(tmp_path: Path) -> None:
@@ -278,7 +338,9 @@ def test_probe_gpus_falls_back_to_proc_and_smi(tmp_path: Path) -> None:
     proc = tmp_path / "version"
     proc.write_text(_fixture("proc_driver_version_h100.txt"))
     runner = _real_smi_runner()
-    env = probe_gpus(fake_nvml(init_error=FakeNVMLError("Driver/library version mismatch")), run=runner, proc=proc)
+    env = probe_gpus(
+        fake_nvml(init_error=FakeNVMLError("Driver/library version mismatch")), run=runner, proc=proc
+    )
     query = _fixture("nvidia-smi_query_h100.csv").strip().split(", ")
     header_cuda = re.search(r"CUDA Version: (\S+)", _fixture("nvidia-smi_h100.txt")).group(1)
     assert env.gpus is not None and [g.name for g in env.gpus] == [query[1]]
@@ -342,8 +404,14 @@ def test_probe_toolkit_version_json_fallback(tmp_path: Path) -> None:
 
 
 def test_probe_system_env_vars() -> None:
-    environ = {"CUDA_VISIBLE_DEVICES": "0,1", "NCCL_P2P_DISABLE": "1", "VLLM_USE_V1": "0",
-               "HOME": "/root", "AWS_SECRET_ACCESS_KEY": "x", "PATH": "/bin"}  # fmt: skip
+    environ = {
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "NCCL_P2P_DISABLE": "1",
+        "VLLM_USE_V1": "0",
+        "HOME": "/root",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "PATH": "/bin",
+    }
     env = probe_system(environ)
     assert env.env_vars == {"CUDA_VISIBLE_DEVICES": "0,1", "NCCL_P2P_DISABLE": "1", "VLLM_USE_V1": "0"}
     facts = env.facts()

@@ -209,8 +209,13 @@ def test_probe_outputs_are_not_report_layouts(kb, name: str) -> None:
 
 def test_all_real_fixtures_mixed(kb) -> None:
     """One text holding every fixture (as an issue that pastes several outputs)."""
-    names = ["collect_env_h100_torch2.11_cu130.txt", "nvidia-smi_h100.txt", "nvcc_version_13.0.txt",
-             "transformers_env_cpu.txt", "pip_freeze_fxenv.txt"]  # fmt: skip
+    names = [
+        "collect_env_h100_torch2.11_cu130.txt",
+        "nvidia-smi_h100.txt",
+        "nvcc_version_13.0.txt",
+        "transformers_env_cpu.txt",
+        "pip_freeze_fxenv.txt",
+    ]
     text = "\n\n".join(_read(n) for n in names)
     env = parse_report(text, "mixed", kb)
     smi = _read("nvidia-smi_h100.txt")
@@ -221,7 +226,8 @@ def test_all_real_fixtures_mixed(kb) -> None:
     # the first report that names torch wins (collect_env came first)
     assert env.package("torch").version == _one(r"^PyTorch version: (\S+)$", ce)
     assert env.package("transformers").version == _one(
-        r"^- `transformers` version: (\S+)$", _read("transformers_env_cpu.txt"))
+        r"^- `transformers` version: (\S+)$", _read("transformers_env_cpu.txt")
+    )
     assert env.package("tokenizers").version == _one(r"^tokenizers==(\S+)$", _read("pip_freeze_fxenv.txt"))
     assert env.gpus is not None and len(env.gpus) == 1
     notice = next(n.message for n in env.notices if n.message.startswith("recognised:"))
@@ -278,13 +284,16 @@ def test_smi_470_off_persistence(kb) -> None:
 @pytest.mark.parametrize(
     ("text", "release"),
     [
-        ("nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2022 NVIDIA Corporation\n"
-         "Built on Wed_Sep_21_10:33:58_PDT_2022\nCuda compilation tools, release 11.8, V11.8.89\n"
-         "Build cuda_11.8.r11.8/compiler.31833905_0\n", "11.8"),
+        (
+            "nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2022 NVIDIA Corporation\n"
+            "Built on Wed_Sep_21_10:33:58_PDT_2022\nCuda compilation tools, release 11.8, V11.8.89\n"
+            "Build cuda_11.8.r11.8/compiler.31833905_0\n",
+            "11.8",
+        ),
         ("Cuda compilation tools, release 12.1, V12.1.105", "12.1"),
         ("```\nCuda compilation tools, release 12.4, V12.4.131\n```", "12.4"),
     ],
-)  # fmt: skip
+)
 def test_nvcc_snippets(kb, text: str, release: str) -> None:
     assert parse_report(text, "nvcc", kb).toolkit_cuda == release
 
@@ -310,7 +319,10 @@ def test_conda_list(kb) -> None:
     )
     env = parse_report(text, "conda", kb)
     assert {k: p.version for k, p in (env.packages or {}).items()} == {
-        "torch": "2.1.0", "transformers": "4.36.2", "flash-attn": "2.5.8"}  # fmt: skip
+        "torch": "2.1.0",
+        "transformers": "4.36.2",
+        "flash-attn": "2.5.8",
+    }
 
 
 def test_vllm_collect_env_multi_gpu(kb) -> None:
@@ -341,7 +353,10 @@ def test_transformers_4x_env(kb) -> None:
     ("text", "expected"),
     [
         ("torch==2.3.0+cu118", {"torch": "2.3.0+cu118"}),
-        ("> torch==2.3.0+cu118\n> `transformers==4.41.2`", {"torch": "2.3.0+cu118", "transformers": "4.41.2"}),
+        (
+            "> torch==2.3.0+cu118\n> `transformers==4.41.2`",
+            {"torch": "2.3.0+cu118", "transformers": "4.41.2"},
+        ),
         ("torch==2.3.0\r\nvllm==0.5.3\r\n", {"torch": "2.3.0", "vllm": "0.5.3"}),
         ("transformers 4.41.2", {"transformers": "4.41.2"}),
         ("Flash_Attn==2.5.8", {"flash-attn": "2.5.8"}),
@@ -393,10 +408,16 @@ def test_huge_text_is_cut_not_fatal(kb) -> None:
 # ------------------------------------------------------------------ properties
 
 _FIXTURE_LINES = sorted(
-    {line for p in sorted(FIXTURES.iterdir()) if p.is_file() and p.suffix in (".txt", ".csv")
-     for line in p.read_text(encoding="utf-8").splitlines()}
-)  # fmt: skip
-_LINE = st.one_of(st.text(max_size=80), st.sampled_from(_FIXTURE_LINES), st.sampled_from(SMI_535.splitlines()))
+    {
+        line
+        for p in sorted(FIXTURES.iterdir())
+        if p.is_file() and p.suffix in (".txt", ".csv")
+        for line in p.read_text(encoding="utf-8").splitlines()
+    }
+)
+_LINE = st.one_of(
+    st.text(max_size=80), st.sampled_from(_FIXTURE_LINES), st.sampled_from(SMI_535.splitlines())
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -415,10 +436,40 @@ def test_any_unicode_gives_an_environment_without_catalog(text: str) -> None:
 
 
 _WORDS = st.sampled_from(
-    ["torch", "transformers", "vllm", "flash-attn", "cuda", "python", "version", "2.3.0", "4.41.2",
-     "12.1", "0.5.3", "I", "installed", "with", "and", "the", "model", "fails", "after", "upgrading",
-     "on", "my", "machine", "is", "broken", "works", "fine", "to", "v2.1", "nvidia", "driver"]
-)  # fmt: skip
+    [
+        "torch",
+        "transformers",
+        "vllm",
+        "flash-attn",
+        "cuda",
+        "python",
+        "version",
+        "2.3.0",
+        "4.41.2",
+        "12.1",
+        "0.5.3",
+        "I",
+        "installed",
+        "with",
+        "and",
+        "the",
+        "model",
+        "fails",
+        "after",
+        "upgrading",
+        "on",
+        "my",
+        "machine",
+        "is",
+        "broken",
+        "works",
+        "fine",
+        "to",
+        "v2.1",
+        "nvidia",
+        "driver",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -249,9 +249,17 @@ def test_parse_errors_name_where(raw, where: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "known"),
-    [("gpu.cc", True), ("pkg.flash-attn", True), ("env.NCCL_P2P_DISABLE", True), ("pkg.", False),
-     ("env.", False), ("gpu.colour", False), ("torch.cuda_major", True), ("memory.weights_gib", True)],
-)  # fmt: skip
+    [
+        ("gpu.cc", True),
+        ("pkg.flash-attn", True),
+        ("env.NCCL_P2P_DISABLE", True),
+        ("pkg.", False),
+        ("env.", False),
+        ("gpu.colour", False),
+        ("torch.cuda_major", True),
+        ("memory.weights_gib", True),
+    ],
+)
 def test_is_known_fact(name: str, known: bool) -> None:
     assert is_known_fact(name) is known
 
@@ -285,16 +293,43 @@ def test_fact_comparison_agrees_with_literal(a: str, b: str) -> None:
     assert ev({"torch.cuda": ">@driver.cuda"}, facts) is ev({"torch.cuda": f">{b}"}, facts)
 
 
-_FACT_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=False, width=32),
-                         st.text(max_size=10), _VERSIONS)  # fmt: skip
-_FACTS = st.dictionaries(st.sampled_from(["gpu.cc", "pkg.vllm", "run.engine", "model.moe", "gpu.count",
-                                          "driver.cuda", "_packages_complete", "env.X"]),  # fmt: skip
-                         _FACT_VALUES.filter(lambda v: v is not None), max_size=8)
-_WHEN = st.sampled_from([
-    {"gpu.cc": "<8.0"}, {"pkg.vllm": "*"}, {"pkg.vllm": "-"}, {"run.engine": ["vllm", "sglang"]},
-    {"model.moe": True}, {"gpu.count": 8}, {"gpu.cc": ">@driver.cuda"}, {"env.X": "-"},
-    {"any": [{"pkg.vllm": ">=0.5"}, {"gpu.cc": "<8.0"}], "not": {"run.engine": "vllm"}},
-])  # fmt: skip
+_FACT_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 100),
+    st.floats(allow_nan=False, width=32),
+    st.text(max_size=10),
+    _VERSIONS,
+)
+_FACTS = st.dictionaries(
+    st.sampled_from(
+        [
+            "gpu.cc",
+            "pkg.vllm",
+            "run.engine",
+            "model.moe",
+            "gpu.count",
+            "driver.cuda",
+            "_packages_complete",
+            "env.X",
+        ]
+    ),
+    _FACT_VALUES.filter(lambda v: v is not None),
+    max_size=8,
+)
+_WHEN = st.sampled_from(
+    [
+        {"gpu.cc": "<8.0"},
+        {"pkg.vllm": "*"},
+        {"pkg.vllm": "-"},
+        {"run.engine": ["vllm", "sglang"]},
+        {"model.moe": True},
+        {"gpu.count": 8},
+        {"gpu.cc": ">@driver.cuda"},
+        {"env.X": "-"},
+        {"any": [{"pkg.vllm": ">=0.5"}, {"gpu.cc": "<8.0"}], "not": {"run.engine": "vllm"}},
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

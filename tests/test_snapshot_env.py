@@ -11,30 +11,58 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compatsolve.environment import SNAPSHOT_SCHEMA, Environment, Gpu, Notice, Package, RunSettings, TorchBuild
+from compatsolve.environment import (
+    SNAPSHOT_SCHEMA,
+    Environment,
+    Gpu,
+    Notice,
+    Package,
+    RunSettings,
+    TorchBuild,
+)
 from compatsolve.errors import InputError
 from compatsolve.sources.snapshot import from_document, load_snapshot, to_document
 
 
 def rich_env() -> Environment:
     return Environment(
-        gpus=(Gpu(index=0, name="NVIDIA A100-SXM4-80GB", cc="8.0", memory_total_mib=81920, memory_free_mib=80000,
-                  catalog_id="a100-sxm4-80gb"),
-              Gpu(index=1, name="NVIDIA A100-SXM4-80GB", cc="8.0", memory_total_mib=81920)),
-        driver_version="535.104.05", driver_cuda="12.2", toolkit_cuda="12.1", cuda_home="/usr/local/cuda",
-        os_name="linux", os_release="5.15.0-105-generic", arch="x86_64", glibc="2.35",
-        python_version="3.11.7", python_abi="cp311", python_executable="/venv/bin/python",
-        packages={"torch": Package(name="torch", version="2.4.0+cu121", requires=("filelock", "sympy"),
-                                   requires_python=">=3.8"),
-                  "nvidia-cublas-cu12": Package(name="nvidia-cublas-cu12", version="12.1.3.1")},
+        gpus=(
+            Gpu(
+                index=0,
+                name="NVIDIA A100-SXM4-80GB",
+                cc="8.0",
+                memory_total_mib=81920,
+                memory_free_mib=80000,
+                catalog_id="a100-sxm4-80gb",
+            ),
+            Gpu(index=1, name="NVIDIA A100-SXM4-80GB", cc="8.0", memory_total_mib=81920),
+        ),
+        driver_version="535.104.05",
+        driver_cuda="12.2",
+        toolkit_cuda="12.1",
+        cuda_home="/usr/local/cuda",
+        os_name="linux",
+        os_release="5.15.0-105-generic",
+        arch="x86_64",
+        glibc="2.35",
+        python_version="3.11.7",
+        python_abi="cp311",
+        python_executable="/venv/bin/python",
+        packages={
+            "torch": Package(
+                name="torch", version="2.4.0+cu121", requires=("filelock", "sympy"), requires_python=">=3.8"
+            ),
+            "nvidia-cublas-cu12": Package(name="nvidia-cublas-cu12", version="12.1.3.1"),
+        },
         packages_complete=True,
         torch=TorchBuild(version="2.4.0+cu121", cuda="12.1", git_version="e4ee3be", hip=None),
         env_vars={"NCCL_P2P_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "0,1"},
-        run=RunSettings(model="qwen2-7b-instruct", stage="inference", engine="vllm", dtype="bfloat16", tp=2,
-                        context=32768),
+        run=RunSettings(
+            model="qwen2-7b-instruct", stage="inference", engine="vllm", dtype="bfloat16", tp=2, context=32768
+        ),
         notices=(Notice(source="nvml", message="NVML failed: x", severity="warning"),),
         origins={"gpus": "nvml", "pkg.torch": "installed (running interpreter)"},
-    )  # fmt: skip
+    )
 
 
 def roundtrip(env: Environment) -> Environment:
@@ -108,15 +136,20 @@ _NAME = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?", fullmatch=True)
 _VERSION = st.lists(st.integers(0, 40), min_size=1, max_size=4).map(lambda p: ".".join(map(str, p)))
 _TEXT = st.one_of(st.none(), st.text(max_size=12))
 _GPUS = st.lists(
-    st.builds(Gpu, index=st.integers(0, 15), name=st.text(min_size=1, max_size=20),
-              cc=st.one_of(st.none(), st.sampled_from(["7.5", "8.0", "8.6", "9.0"])),
-              memory_total_mib=st.one_of(st.none(), st.integers(1, 200_000)),
-              memory_free_mib=st.one_of(st.none(), st.integers(0, 200_000)), catalog_id=_TEXT),
+    st.builds(
+        Gpu,
+        index=st.integers(0, 15),
+        name=st.text(min_size=1, max_size=20),
+        cc=st.one_of(st.none(), st.sampled_from(["7.5", "8.0", "8.6", "9.0"])),
+        memory_total_mib=st.one_of(st.none(), st.integers(1, 200_000)),
+        memory_free_mib=st.one_of(st.none(), st.integers(0, 200_000)),
+        catalog_id=_TEXT,
+    ),
     max_size=4,
-).map(lambda gs: tuple(replace(g, index=i) for i, g in enumerate(gs)))  # fmt: skip
-_PACKAGES = st.dictionaries(_NAME, st.builds(lambda v, r: (v, r), _VERSION, st.lists(st.text(max_size=8), max_size=2)),
-                            max_size=5).map(
-    lambda d: {n: Package(name=n, version=v, requires=tuple(r)) for n, (v, r) in d.items()})  # fmt: skip
+).map(lambda gs: tuple(replace(g, index=i) for i, g in enumerate(gs)))
+_PACKAGES = st.dictionaries(
+    _NAME, st.builds(lambda v, r: (v, r), _VERSION, st.lists(st.text(max_size=8), max_size=2)), max_size=5
+).map(lambda d: {n: Package(name=n, version=v, requires=tuple(r)) for n, (v, r) in d.items()})
 _ENVS = st.builds(
     Environment,
     gpus=st.one_of(st.none(), _GPUS),
@@ -130,12 +163,25 @@ _ENVS = st.builds(
     packages=st.one_of(st.none(), _PACKAGES),
     packages_complete=st.booleans(),
     torch=st.one_of(st.none(), st.builds(TorchBuild, version=_VERSION, cuda=st.one_of(st.none(), _VERSION))),
-    env_vars=st.one_of(st.none(), st.dictionaries(st.from_regex(r"[A-Z_]{1,10}", fullmatch=True), st.text(max_size=5))),
-    run=st.builds(RunSettings, engine=_TEXT, tp=st.one_of(st.none(), st.integers(1, 16)),
-                  context=st.one_of(st.none(), st.integers(1, 10**6))),
-    notices=st.lists(st.builds(Notice, source=st.text(max_size=5), message=st.text(max_size=20),
-                               severity=st.sampled_from(["info", "warning", "error"])), max_size=2).map(tuple),
-)  # fmt: skip
+    env_vars=st.one_of(
+        st.none(), st.dictionaries(st.from_regex(r"[A-Z_]{1,10}", fullmatch=True), st.text(max_size=5))
+    ),
+    run=st.builds(
+        RunSettings,
+        engine=_TEXT,
+        tp=st.one_of(st.none(), st.integers(1, 16)),
+        context=st.one_of(st.none(), st.integers(1, 10**6)),
+    ),
+    notices=st.lists(
+        st.builds(
+            Notice,
+            source=st.text(max_size=5),
+            message=st.text(max_size=20),
+            severity=st.sampled_from(["info", "warning", "error"]),
+        ),
+        max_size=2,
+    ).map(tuple),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -253,13 +299,40 @@ def test_load_snapshot_ok(tmp_path: Path) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=6)),
-                    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                            st.dictionaries(st.sampled_from(
-                                                ["schema", "machine", "gpus", "name", "cc", "index", "packages",
-                                                 "version", "requires", "env", "run", "tp", "torch", "python",
-                                                 "driver", "origins", "notices"]), inner, max_size=4)),
-                    max_leaves=20))  # fmt: skip
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=6)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "schema",
+                        "machine",
+                        "gpus",
+                        "name",
+                        "cc",
+                        "index",
+                        "packages",
+                        "version",
+                        "requires",
+                        "env",
+                        "run",
+                        "tp",
+                        "torch",
+                        "python",
+                        "driver",
+                        "origins",
+                        "notices",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            ),
+        ),
+        max_leaves=20,
+    )
+)
 def test_any_json_gives_environment_or_input_error(doc) -> None:
     for candidate in (doc, {"schema": SNAPSHOT_SCHEMA, **doc} if isinstance(doc, dict) else doc):
         try:

@@ -83,7 +83,9 @@ def test_common_aliases_resolve(kb, spelling: str, must_contain: str, memory_gib
         assert gpu.memory_total_mib == memory_gib * 1024
 
 
-@pytest.mark.parametrize("spec", ["gpu=RTX 4090", "RTX 4090", "  RTX 4090  ", "gpu = RTX 4090", "GPU=rtx 4090"])
+@pytest.mark.parametrize(
+    "spec", ["gpu=RTX 4090", "RTX 4090", "  RTX 4090  ", "gpu = RTX 4090", "GPU=rtx 4090"]
+)
 def test_bare_first_token_and_gpu_key_are_the_same(kb, spec: str) -> None:
     assert parse_target(spec, kb).gpus == parse_target("gpu=RTX 4090", kb).gpus
 
@@ -120,7 +122,7 @@ def test_unknown_gpu_lists_close_matches(kb, spec: str, close: str) -> None:
 
 
 def test_unknown_gpu_without_close_match_points_to_catalog(kb) -> None:
-    with pytest.raises(InputError, match="gpus.toml"):
+    with pytest.raises(InputError, match=r"gpus\.toml"):
         parse_target("Zzqxj Frobnicator", kb)
 
 
@@ -272,9 +274,13 @@ def test_vram_nan_is_an_input_error(kb) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["H100,cuda=\u0661\u0662.\u0661", "H100,driver=\u0665\u0663\u0665", "H100,cc=\u0668.\u0666",
-     "H100,python=3.\u0661\u0661"],
-)  # fmt: skip
+    [
+        "H100,cuda=\u0661\u0662.\u0661",
+        "H100,driver=\u0665\u0663\u0665",
+        "H100,cc=\u0668.\u0666",
+        "H100,python=3.\u0661\u0661",
+    ],
+)
 def test_non_ascii_digits_are_not_versions(kb, spec: str) -> None:
     """Arabic-Indic digits match `\\d` in Python regexes but are not versions any tool understands."""
     with pytest.raises(InputError):

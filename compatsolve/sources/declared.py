@@ -37,7 +37,8 @@ def parse_with(values: list[str], *, lenient: bool = False) -> Environment:
                 raise InvalidRequirement("expected NAME==VERSION")
         except InvalidRequirement as exc:
             if not lenient:
-                raise InputError(f"--with {value!r}: {exc}") from None
+                first = str(exc).splitlines()[0] if str(exc) else "expected NAME==VERSION"
+                raise InputError(f"--with {value!r}: {first}") from None
             notices.append(Notice(source="--with", severity="warning",
                                   message=f"--with {value!r} is not NAME==VERSION; ignored"))  # fmt: skip
             continue
@@ -48,8 +49,7 @@ def parse_with(values: list[str], *, lenient: bool = False) -> Environment:
 def parse_requirements_text(text: str, origin: str, _depth: int = 0) -> Environment:
     packages: list[Package] = []
     notices: list[Notice] = []
-    logical = text.replace("\\\r\n", " ").replace("\\\n", " ")
-    for number, raw in enumerate(logical.splitlines(), 1):
+    for number, raw in _logical_lines(text):
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
@@ -76,6 +76,25 @@ def parse_requirements_text(text: str, origin: str, _depth: int = 0) -> Environm
         packages.append(Package(name=canonicalize_name(req.name), version=version))
     env = Environment(notices=tuple(notices))
     return env.with_packages(packages, origin, complete=True)
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Join backslash continuations; each logical line keeps the number of its first physical line."""
+    out: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 0
+    for number, physical in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        if physical.endswith("\\"):
+            pending.append(physical[:-1])
+            continue
+        pending.append(physical)
+        out.append((start, " ".join(pending)))
+        pending = []
+    if pending:
+        out.append((start, " ".join(pending)))
+    return out
 
 
 def parse_requirements_file(path: str) -> Environment:

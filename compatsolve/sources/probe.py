@@ -9,6 +9,7 @@ never crashes. Nothing here imports torch or any package being judged.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -144,10 +145,9 @@ def parse_smi_query(text: str) -> tuple[tuple[Gpu, ...], str | None]:
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return True
 
 
 _SMI_CUDA = re.compile(r"CUDA Version:\s*(\d+\.\d+)")

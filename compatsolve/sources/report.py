@@ -192,7 +192,7 @@ def _(m: re.Match[str], c: _Collected) -> None:
 HF = "hf env"
 
 
-@_on(HF, r"^-\s*`?(" + _NAME + r")`?\s+version(?:\s*\(GPU\?\))?:\s*(" + _VERSION + r")(?:\s*\((\w+)\))?")
+@_on(HF, r"^-\s*`?(" + _NAME + r")`?\s+version(?:\s*\([^)]*\))?:\s*(" + _VERSION + r")(?:\s*\((\w+)\))?")
 def _(m: re.Match[str], c: _Collected) -> None:
     name = m.group(1)
     if name.lower() in ("python", "pytorch", "torch"):
@@ -268,8 +268,8 @@ def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
     c = _Collected()
     table: str | None = None  # inside a `pip list` or `conda list` table
     for raw in text.split("\n"):
-        line = raw.strip().strip("`").strip()
-        line = re.sub(r"^(?:>\s*)+", "", line)  # quoted in a GitHub comment
+        line = re.sub(r"^(?:>\s*)+", "", raw.strip())  # quoted in a GitHub comment
+        line = line.strip().strip("`").strip()
         if not line:
             table = None
             continue

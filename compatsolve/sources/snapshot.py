@@ -105,7 +105,8 @@ def from_document(doc: Any, origin: str) -> Environment:
             name = r.text(raw.get("name"), f"{w}.name")
             if not name:
                 raise r.fail(f"{w}.name", "a GPU name")
-            gpus.append(Gpu(index=r.integer(raw.get("index"), f"{w}.index") or i, name=name,
+            index = r.integer(raw.get("index"), f"{w}.index")
+            gpus.append(Gpu(index=i if index is None else index, name=name,
                             cc=r.text(raw.get("cc"), f"{w}.cc"),
                             memory_total_mib=r.integer(raw.get("memory_total_mib"), f"{w}.memory_total_mib"),
                             memory_free_mib=r.integer(raw.get("memory_free_mib"), f"{w}.memory_free_mib"),
@@ -150,10 +151,13 @@ def from_document(doc: Any, origin: str) -> Environment:
         value = run_raw.get(key)
         if value is not None:
             run_values[key] = r.integer(value, f"run.{key}") if key in ("tp", "pp", "context") else r.text(value, f"run.{key}")
+    raw_notices = doc.get("notices") or []
+    if not isinstance(raw_notices, list):
+        raise r.fail("notices", "a list")
     notices = tuple(
         Notice(source=str(n.get("source", "")), message=str(n.get("message", "")),
                severity=str(n.get("severity", "info")))
-        for n in (doc.get("notices") or []) if isinstance(n, dict)
+        for n in raw_notices if isinstance(n, dict)
     )  # fmt: skip
     origins = {str(k): f"{origin} ← {v}" for k, v in r.table(doc.get("origins"), "origins").items()}
     return Environment(

@@ -7,6 +7,7 @@ driver, cuda, toolkit, python, os, arch, glibc; a bare first item without `=` is
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 
@@ -19,8 +20,8 @@ OS_NAMES = {"linux": "linux", "windows": "windows", "win": "windows", "wsl": "ws
             "wsl2": "wsl", "macos": "macos", "darwin": "macos", "mac": "macos"}  # fmt: skip
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "aarch64": "aarch64",
           "arm64": "aarch64", "sbsa": "aarch64"}  # fmt: skip
-_DOTTED = re.compile(r"\d+(\.\d+){0,3}")
-_CC = re.compile(r"\d{1,2}\.\d")
+_DOTTED = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
+_CC = re.compile(r"[0-9]{1,2}\.[0-9]")
 
 
 def parse_target(spec: str, kb: Knowledge, *, lenient: bool = False) -> Environment:
@@ -59,7 +60,7 @@ def _positive(key: str, value: str, integer: bool) -> float:
         number = int(value) if integer else float(value.lower().removesuffix("gib").removesuffix("gb"))
     except ValueError:
         raise InputError(f"--target: {key}={value!r} is not a {'whole ' if integer else ''}number") from None
-    if number <= 0 or number > 100_000:
+    if not math.isfinite(number) or number <= 0 or number > 100_000:
         raise InputError(f"--target: {key}={value!r} is out of range")
     return number
 
