@@ -40,7 +40,13 @@ def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
             continue
         score = BASE + SPECIFICITY * min(best, 80) / 80 + (CONFIRMED if truth is Truth.TRUE else 0.0)
         confidence = min(0.99, score * TIER_CONFIDENCE[rule.tier] / 0.9)
-        found.append(Finding.from_rule(rule, confidence=confidence, explains_error=True, score=score))
+        finding = Finding.from_rule(rule, confidence=confidence, explains_error=True, score=score)
+        if truth is Truth.UNKNOWN and rule.when is not None and finding.severity == "error":
+            # The message fits, but the facts that make this rule true are unknown: a possible
+            # cause to check, not an established one.
+            finding = Finding(**{**_fields(finding), "severity": "warning",
+                                 "title": finding.title + " (possible: facts unknown)"})  # fmt: skip
+        found.append(finding)
     return found, ruled_out
 
 

@@ -253,7 +253,14 @@ class Knowledge:
         })
 
     def model(self, name: str) -> ModelCard | None:
-        return self._model_index.get(alias_key(name))
+        """By id, alias or repo id; else the one entry whose name ends with what was typed
+        (`llama-3-8b-instruct` -> `meta-llama-3-8b-instruct`)."""
+        key = alias_key(name)
+        found = self._model_index.get(key)
+        if found is not None or len(key) < 4:
+            return found
+        tails = {m.id: m for k, m in self._model_index.items() if k.endswith(key)}
+        return next(iter(tails.values())) if len(tails) == 1 else None
 
     def model_suggestions(self, name: str) -> list[str]:
         return _suggest(name, {alias_key(m.id): m.id for m in self.models})

@@ -25,6 +25,7 @@ RUNTIME_OVERHEAD_GIB = 1.5  # CUDA context, activations and graphs per GPU, kept
 MIN_CONTEXT = 2048
 PLAN_SCHEMA = "compatsolve.plan/1"
 ENGINE_ORDER = ("vllm", "sglang", "transformers")
+MAX_ROUNDS = 400  # a feasible stack pins in well under 100 rounds; beyond this the search is lost in backtracking
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -163,7 +164,7 @@ def resolve_stack(request: PlanRequest, engine: str, machines: Sequence[Machine]
                             prefer=request.prefer, banned=banned, order=order)  # fmt: skip
         requirements = roots + [Req(n, SpecifierSet(), f"{n} where the hardware supports it") for n in wanted_optional]
         try:
-            result = Resolver(provider, BaseReporter()).resolve(requirements, max_rounds=5000)
+            result = Resolver(provider, BaseReporter()).resolve(requirements, max_rounds=MAX_ROUNDS)
         except ResolutionImpossible as exc:
             exclusions = provider.exclusions
             dropped = _drop_optional(exc.causes, wanted_optional, requirements)

@@ -151,6 +151,8 @@ class Provider:
         self._today = dt.date.fromisoformat(snapshot.date)
         self._universe = snapshot.names()
         self._marker_cache: dict[str, bool] = {}
+        self._visiting: set[str] = set()
+        self._extension_cache: dict[tuple[str, Version], Extension | None] = {}
 
     # ---- resolvelib interface
 
@@ -249,8 +251,7 @@ class Provider:
                     self.exclusions.add(name, label, "no wheel for the target Python/OS/arch/glibc")
                     continue
                 from_source = True
-                entry = self._extension(name, version)
-                if entry is not None and entry.needs_toolkit_to_build and not all(m.toolkit for m in self.machines):
+                if self._needs_toolkit(name, version) and not all(m.toolkit for m in self.machines):
                     self.exclusions.add(name, label, "sdist only: compiling it needs a CUDA toolkit (nvcc), "
                                         "and none is known on the target")  # fmt: skip
                     continue
@@ -265,11 +266,41 @@ class Provider:
 
     def _extension(self, name: str, version: Version) -> Extension | None:
         """The knowledge/extensions.toml entry covering this release, if any."""
+        key = (name, version)
+        if key not in self._extension_cache:
+            self._extension_cache[key] = self._find_extension(name, version)
+        return self._extension_cache[key]
+
+    def _find_extension(self, name: str, version: Version) -> Extension | None:
         for entry in self.kb.extensions:
             if canonicalize_name(entry.package) == name and (
                 entry.versions == "*" or _contains(entry.versions, version)
             ):
                 return entry
+        return None
+
+    def _needs_toolkit(self, name: str, version: Version) -> bool:
+        """Compiling this sdist needs nvcc: as knowledge/extensions.toml says, and for releases of
+        a package it lists that no entry covers (unknown, so not assumed buildable)."""
+        entry = self._extension(name, version)
+        if entry is not None:
+            return bool(entry.needs_toolkit_to_build)
+        return any(canonicalize_name(e.package) == name for e in self.kb.extensions)
+
+    def _pins_satisfiable(self, candidate: Candidate) -> str | None:
+        """Look ahead one step: an exact pin (`torch==2.4.0`) that no usable candidate can meet
+        rules this candidate out now, instead of after a long backtrack."""
+        if candidate.name in self._visiting:
+            return None
+        self._visiting.add(candidate.name)
+        try:
+            for req in self.get_dependencies(candidate):
+                if not any(spec.operator in ("==", "===") for spec in req.specifier):
+                    continue
+                if not any(self.is_satisfied_by(req, other) for other in self.candidates(req.name)):
+                    return f"it pins {req.name}{req.specifier}, and no usable build of that fits here"
+        finally:
+            self._visiting.discard(candidate.name)
         return None
 
     def _python_ok(self, release: Release) -> bool:
@@ -344,6 +375,10 @@ class Provider:
 
     def _allowed(self, candidate: Candidate) -> bool:
         if candidate.label in self.banned.get(candidate.name, set()):
+            return False
+        blocked = self._pins_satisfiable(candidate) if candidate.name != "torch" else None
+        if blocked:
+            self.exclusions.add(candidate.name, candidate.label, blocked)
             return False
         entry = self._extension(candidate.name, candidate.version)
         floor = parse_version(entry.cc_min) if entry is not None and entry.cc_min else None

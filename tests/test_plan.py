@@ -59,7 +59,8 @@ def test_scenario(case: dict[str, Any]) -> None:
         assert doc["feasible"] is False and doc["packages"] == []
         return
     pins = {p["name"]: p for p in plan.packages}
-    engine = next((e for e in ("vllm", "sglang") if e in pins), "transformers")
+    command = plan.command or ""
+    engine = "sglang" if "sglang" in command else "vllm" if "vllm" in command else "transformers"
     for key, value in expect.items():
         if key == "dtype":
             assert plan.settings["dtype"] == value

@@ -1,0 +1,52 @@
+"""Benchmark: `compatsolve plan` (cold process) beside `rigsolve solve` (from PyPI) on the same
+request, in one run.
+
+The request both can answer: a torch + transformers + accelerate stack for one Tesla T4 with
+driver 535.104.05 and Python 3.10 (rigsolve's bundled matrix has no vLLM). rigsolve must be
+installed in some environment: pass its executable with --rigsolve (e.g. a venv made with
+`python -m venv /tmp/rig && /tmp/rig/bin/pip install rigsolve`).
+
+Usage: python bench/bench_plan.py --rigsolve /tmp/rig/bin/rigsolve [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+TARGET = "T4,driver=535.104.05,python=3.10"
+
+
+def timed(argv: list[str], runs: int) -> tuple[float, int]:
+    times, code = [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        code = subprocess.run(argv, capture_output=True, check=False).returncode
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rigsolve", required=True)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    plan = [sys.executable, "-m", "compatsolve", "plan", "--model", "qwen2.5-1.5b-instruct", "--stage",
+            "inference", "--engine", "transformers", "--target", TARGET, "--format", "json"]  # fmt: skip
+    rig = [args.rigsolve, "solve", "--want", "torch", "transformers", "accelerate", "--target",
+           TARGET + ",linux", "--output", "json"]  # fmt: skip
+    for argv in (plan, rig):
+        subprocess.run(argv, capture_output=True, check=False)
+    t_plan, rc_plan = timed(plan, args.runs)
+    t_rig, rc_rig = timed(rig, args.runs)
+    print(f"request: torch + transformers + accelerate on {TARGET}; {args.runs} runs, median, cold processes")
+    print(f"compatsolve plan   : {t_plan:.3f} s (exit {rc_plan})")
+    print(f"rigsolve solve     : {t_rig:.3f} s (exit {rc_rig})")
+    print(f"ratio plan / rigsolve: {t_plan / t_rig:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
