@@ -29,7 +29,7 @@ def populate(site: Path, count: int) -> None:
     for i, name in enumerate(names):
         version = f"{rng.randint(0, 5)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
         deps = rng.sample(names[:i], k=min(i, rng.randint(0, 5)))
-        lines = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", "Requires-Python: >=3.8"]
+        lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", "Requires-Python: >=3.8"]
         for dep in deps:
             lines.append(f"Requires-Dist: {dep}>=0.{rng.randint(0, 3)}")
         if i % 97 == 0 and i:

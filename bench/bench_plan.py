@@ -34,10 +34,34 @@ def main() -> None:
     parser.add_argument("--rigsolve", required=True)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    plan = [sys.executable, "-m", "compatsolve", "plan", "--model", "qwen2.5-1.5b-instruct", "--stage",
-            "inference", "--engine", "transformers", "--target", TARGET, "--format", "json"]  # fmt: skip
-    rig = [args.rigsolve, "solve", "--want", "torch", "transformers", "accelerate", "--target",
-           TARGET + ",linux", "--output", "json"]  # fmt: skip
+    plan = [
+        sys.executable,
+        "-m",
+        "compatsolve",
+        "plan",
+        "--model",
+        "qwen2.5-1.5b-instruct",
+        "--stage",
+        "inference",
+        "--engine",
+        "transformers",
+        "--target",
+        TARGET,
+        "--format",
+        "json",
+    ]
+    rig = [
+        args.rigsolve,
+        "solve",
+        "--want",
+        "torch",
+        "transformers",
+        "accelerate",
+        "--target",
+        TARGET + ",linux",
+        "--output",
+        "json",
+    ]
     for argv in (plan, rig):
         subprocess.run(argv, capture_output=True, check=False)
     t_plan, rc_plan = timed(plan, args.runs)

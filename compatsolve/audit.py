@@ -42,20 +42,26 @@ def unresolved_findings(env: Environment) -> list[Finding]:
         if notice.severity == "info":
             continue
         mismatch = "mismatch" in notice.message.lower() and notice.source == "nvml"
-        out.append(Finding(
-            rule="nvml-driver-library-mismatch" if mismatch else "unresolved-fact",
-            kind="driver-cuda-mismatch" if mismatch else "config-error",
-            severity="error" if mismatch else "warning",
-            components=("driver",) if mismatch else (),
-            title=notice.message.split(" — ")[0],
-            explanation=notice.message + f" (from {notice.source})",
-            fix=("Reboot, or reload the nvidia kernel modules, so the kernel module matches the "
-                 "user-space driver." if mismatch else
-                 "Give the fact explicitly (--target, --model, --with) to include it in the judgement."),
-            evidence=("https://docs.nvidia.com/deploy/nvml-api/group__nvmlInitializationAndCleanup.html",)
-            if mismatch else (),
-            confidence=0.9 if mismatch else 0.5,
-        ))  # fmt: skip
+        out.append(
+            Finding(
+                rule="nvml-driver-library-mismatch" if mismatch else "unresolved-fact",
+                kind="driver-cuda-mismatch" if mismatch else "config-error",
+                severity="error" if mismatch else "warning",
+                components=("driver",) if mismatch else (),
+                title=notice.message.split(" — ")[0],
+                explanation=notice.message + f" (from {notice.source})",
+                fix=(
+                    "Reboot, or reload the nvidia kernel modules, so the kernel module matches the "
+                    "user-space driver."
+                    if mismatch
+                    else "Give the fact explicitly (--target, --model, --with) to have it judged."
+                ),
+                evidence=("https://docs.nvidia.com/deploy/nvml-api/group__nvmlInitializationAndCleanup.html",)
+                if mismatch
+                else (),
+                confidence=0.9 if mismatch else 0.5,
+            )
+        )
     return out
 
 

@@ -20,24 +20,65 @@ class _Parser(argparse.ArgumentParser):
 
 def _environment_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("environment (any mix; explicit flags win over reports)")
-    group.add_argument("--target", action="append", default=[], metavar="SPEC",
-                       help="a machine described by hand: 'A100-80GB,count=8,driver=535.104.05' "
-                            "(see docs/environment.md)")
-    group.add_argument("--from", dest="from_files", action="append", default=[], metavar="FILE",
-                       help="a snapshot saved by `compatsolve probe --save`")
-    group.add_argument("--report", action="append", default=[], metavar="FILE",
-                       help="an environment report pasted from a bug report (collect_env, "
-                            "transformers env, pip list, nvidia-smi, ...); '-' reads stdin")
-    group.add_argument("--with", dest="with_packages", action="append", default=[],
-                       metavar="NAME==VERSION", help="a declared package (repeatable)")
-    group.add_argument("-r", "--requirements", action="append", default=[], metavar="FILE",
-                       help="declared packages from a requirements file")
-    group.add_argument("--lock", action="append", default=[], metavar="FILE",
-                       help="declared packages from a PEP 751 pylock.toml")
-    group.add_argument("--python", dest="python_path", metavar="PATH",
-                       help="judge another interpreter's environment (read, never executed)")
-    group.add_argument("--site-packages", action="append", default=[], metavar="DIR",
-                       help="judge the distributions installed in DIR")
+    group.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a machine described by hand: 'A100-80GB,count=8,driver=535.104.05' (see docs/environment.md)",
+    )
+    group.add_argument(
+        "--from",
+        dest="from_files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a snapshot saved by `compatsolve probe --save`",
+    )
+    group.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an environment report pasted from a bug report (collect_env, "
+        "transformers env, pip list, nvidia-smi, ...); '-' reads stdin",
+    )
+    group.add_argument(
+        "--with",
+        dest="with_packages",
+        action="append",
+        default=[],
+        metavar="NAME==VERSION",
+        help="a declared package (repeatable)",
+    )
+    group.add_argument(
+        "-r",
+        "--requirements",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="declared packages from a requirements file",
+    )
+    group.add_argument(
+        "--lock",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="declared packages from a PEP 751 pylock.toml",
+    )
+    group.add_argument(
+        "--python",
+        dest="python_path",
+        metavar="PATH",
+        help="judge another interpreter's environment (read, never executed)",
+    )
+    group.add_argument(
+        "--site-packages",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="judge the distributions installed in DIR",
+    )
 
 
 def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
@@ -47,7 +88,9 @@ def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None
     group.add_argument("--engine", choices=["vllm", "sglang", "transformers"])
     group.add_argument("--method", choices=["full", "lora", "qlora"])
     group.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
-    group.add_argument("--quantization", choices=["none", "awq", "gptq", "fp8", "bnb-4bit", "bnb-8bit", "gguf"])
+    group.add_argument(
+        "--quantization", choices=["none", "awq", "gptq", "fp8", "bnb-4bit", "bnb-8bit", "gguf"]
+    )
     group.add_argument("--context", type=_positive_int, metavar="TOKENS")
     if not plan:
         group.add_argument("--tp", type=_positive_int, metavar="N", help="tensor-parallel size")
@@ -66,9 +109,13 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from compatsolve import __version__
 
-    parser = _Parser(prog="compatsolve", description=(
-        "Known-good LLM stacks for your hardware: probe the machine, plan a pinned stack, "
-        "audit an environment, diagnose an error."))  # fmt: skip
+    parser = _Parser(
+        prog="compatsolve",
+        description=(
+            "Known-good LLM stacks for your hardware: probe the machine, plan a pinned stack, "
+            "audit an environment, diagnose an error."
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"compatsolve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -81,19 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="a known-good pinned stack for a model, stage and machine")
     _environment_options(plan)
     _run_options(plan, plan=True)
-    plan.add_argument("--keep", action="append", default=[], metavar="NAME==VERSION",
-                      help="hold a package the user cannot change")
+    plan.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="NAME==VERSION",
+        help="hold a package the user cannot change",
+    )
     plan.add_argument("--prefer", choices=["newest", "stable"], default="stable")
-    plan.add_argument("--python-version", dest="plan_python", metavar="X.Y",
-                      help="plan for this Python (default: the machine's)")
-    plan.add_argument("--format", choices=["table", "json", "pylock", "requirements", "constraints"],
-                      default="table")
+    plan.add_argument(
+        "--python-version",
+        dest="plan_python",
+        metavar="X.Y",
+        help="plan for this Python (default: the machine's)",
+    )
+    plan.add_argument(
+        "--format", choices=["table", "json", "pylock", "requirements", "constraints"], default="table"
+    )
     plan.add_argument("-o", "--output", metavar="FILE", help="write the plan in --format to FILE")
     plan.add_argument("--force", action="store_true", help="replace an existing output file")
     plan.add_argument("--explain", action="store_true", help="print the whole derivation")
 
-    for name, text in (("audit", "judge an environment and explain each problem"),
-                       ("diagnose", "map an error message to its known root causes")):  # fmt: skip
+    for name, text in (
+        ("audit", "judge an environment and explain each problem"),
+        ("diagnose", "map an error message to its known root causes"),
+    ):
         cmd = sub.add_parser(name, help=text)
         _environment_options(cmd)
         _run_options(cmd)
@@ -111,8 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     search = kb_sub.add_parser("search", help="rules mentioning every word of TEXT")
     search.add_argument("text", nargs="+")
     refresh = kb_sub.add_parser("refresh", help="refresh PyPI metadata into the user cache")
-    refresh.add_argument("--snapshot", action="store_true",
-                         help="write the shipped snapshot (knowledge/snapshot/) instead: maintainers")
+    refresh.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="write the shipped snapshot (knowledge/snapshot/) instead: maintainers",
+    )
     refresh.add_argument("--workers", type=_positive_int, default=16)
     return parser
 
@@ -159,8 +221,10 @@ def _kb(args: argparse.Namespace) -> int:
             print(f"{len(problems)} problem(s)", file=sys.stderr)
             return EXIT_FINDINGS
         kb = load(root)
-        print(f"ok: {len(kb.rules)} rules, {len(kb.gpus)} GPUs, {len(kb.models)} models, "
-              f"{len(kb.torch)} torch releases, {len(kb.cuda)} CUDA releases")
+        print(
+            f"ok: {len(kb.rules)} rules, {len(kb.gpus)} GPUs, {len(kb.models)} models, "
+            f"{len(kb.torch)} torch releases, {len(kb.cuda)} CUDA releases"
+        )
         return EXIT_OK
     from compatsolve.outputs import kbview
 
@@ -177,7 +241,9 @@ def _kb(args: argparse.Namespace) -> int:
             from compatsolve.errors import InputError
 
             close = [r.id for r in kbtools.search(kb, args.rule_id.replace("-", " "))][:5]
-            raise InputError(f"no rule {args.rule_id!r}" + (f"; did you mean: {', '.join(close)}?" if close else ""))
+            raise InputError(
+                f"no rule {args.rule_id!r}" + (f"; did you mean: {', '.join(close)}?" if close else "")
+            )
         kbview.render_rule(rule)
         return EXIT_OK
     if args.kb_command == "search":
@@ -186,6 +252,5 @@ def _kb(args: argparse.Namespace) -> int:
     if args.kb_command == "refresh":
         from compatsolve import snapshot
 
-        return snapshot.refresh_command(shipped=args.snapshot, workers=args.workers,
-                                        root=Path(root))  # fmt: skip
+        return snapshot.refresh_command(shipped=args.snapshot, workers=args.workers, root=Path(root))
     raise AssertionError(args.kb_command)

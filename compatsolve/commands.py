@@ -77,7 +77,7 @@ def _error_text(args: argparse.Namespace) -> str | None:
         raise InputError("give --error or --log, not both")
     if args.log is not None:
         return read_text_input(args.log, "log")
-    return args.error
+    return str(args.error) if args.error is not None else None
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -99,12 +99,18 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
     kb = load()
     env = _one_environment(args, kb, strict_model=False)
     judged = auditing.audit(env, kb)
-    findings, ruled_out = judged.findings, []
+    findings, ruled_out = judged.findings, list[str]()
     if error is not None:
         extra = judged.findings if full_audit else auditing.unresolved_findings(env)
         findings, ruled_out = diagnosing.diagnose(error, judged.facts, kb, extra=extra)
-    view.render(args.format, judged.facts, findings, judged.notices, error_given=error is not None,
-                ruled_out=ruled_out)
+    view.render(
+        args.format,
+        judged.facts,
+        findings,
+        judged.notices,
+        error_given=error is not None,
+        ruled_out=ruled_out,
+    )
     return 1 if any(f.severity == "error" for f in findings) else 0
 
 
@@ -129,9 +135,18 @@ def plan(args: argparse.Namespace) -> int:
     snapshot = load_snapshot()
     if snapshot is None:
         raise InputError("no PyPI snapshot: run `compatsolve kb refresh`")
-    request = PlanRequest(model=card, stage=args.stage, engine=args.engine, method=args.method,
-                          quantization=args.quantization, dtype=args.dtype, context=args.context,
-                          python=args.plan_python, prefer=args.prefer, keep=tuple(args.keep))
+    request = PlanRequest(
+        model=card,
+        stage=args.stage,
+        engine=args.engine,
+        method=args.method,
+        quantization=args.quantization,
+        dtype=args.dtype,
+        context=args.context,
+        python=args.plan_python,
+        prefer=args.prefer,
+        keep=tuple(args.keep),
+    )
     result = make_plan(request, envs, kb, snapshot)
     if args.output:
         text = _plan_file(result, args.format, envs)

@@ -14,16 +14,37 @@ from compatsolve.versions import parse_version
 
 # Bytes per parameter of the weights, by quantization or dtype. A 4-bit scheme stores about half
 # a byte per weight plus scales and zero points; the 10 % margin is in WEIGHT_OVERHEAD.
-BYTES_PER_PARAM = {"awq": 0.5, "gptq": 0.5, "bnb-4bit": 0.5, "marlin": 0.5, "gguf": 0.6,
-                   "fp8": 1.0, "bnb-8bit": 1.0, "float32": 4.0, "float16": 2.0, "bfloat16": 2.0}  # fmt: skip
+BYTES_PER_PARAM = {
+    "awq": 0.5,
+    "gptq": 0.5,
+    "bnb-4bit": 0.5,
+    "marlin": 0.5,
+    "gguf": 0.6,
+    "fp8": 1.0,
+    "bnb-8bit": 1.0,
+    "float32": 4.0,
+    "float16": 2.0,
+    "bfloat16": 2.0,
+}
 WEIGHT_OVERHEAD = 1.1
 GIB = 1024**3
 
 DERIVED_FACTS = frozenset(
-    {"torch.cuda_major", "driver.cuda_major", "toolkit.cuda_major", "torch.arch_covered",
-     "torch.known_release", "model.min_transformers", "model.min_vllm", "model.min_sglang",
-     "memory.weights_gib", "memory.available_gib", "run.tp_divides_heads", "run.gpus_used"}
-)  # fmt: skip
+    {
+        "torch.cuda_major",
+        "driver.cuda_major",
+        "toolkit.cuda_major",
+        "torch.arch_covered",
+        "torch.known_release",
+        "model.min_transformers",
+        "model.min_vllm",
+        "model.min_sglang",
+        "memory.weights_gib",
+        "memory.available_gib",
+        "run.tp_divides_heads",
+        "run.gpus_used",
+    }
+)
 
 
 def _major(value: Any) -> str | None:
@@ -39,8 +60,11 @@ def weights_gib(params_b: float, dtype_or_quant: str) -> float:
 def derive(facts: dict[str, Any], kb: Knowledge) -> dict[str, Any]:
     """A copy of `facts` with the derived facts added where their inputs are known."""
     out = dict(facts)
-    for name, source in (("torch.cuda_major", "torch.cuda"), ("driver.cuda_major", "driver.cuda"),
-                         ("toolkit.cuda_major", "toolkit.cuda")):  # fmt: skip
+    for name, source in (
+        ("torch.cuda_major", "torch.cuda"),
+        ("driver.cuda_major", "driver.cuda"),
+        ("toolkit.cuda_major", "toolkit.cuda"),
+    ):
         major = _major(out.get(source))
         if major is not None:
             out[name] = major

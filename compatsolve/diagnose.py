@@ -44,14 +44,20 @@ def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
         if truth is Truth.UNKNOWN and rule.when is not None and finding.severity == "error":
             # The message fits, but the facts that make this rule true are unknown: a possible
             # cause to check, not an established one.
-            finding = Finding(**{**_fields(finding), "severity": "warning",
-                                 "title": finding.title + " (possible: facts unknown)"})  # fmt: skip
+            finding = Finding(
+                **{
+                    **_fields(finding),
+                    "severity": "warning",
+                    "title": finding.title + " (possible: facts unknown)",
+                }
+            )
         found.append(finding)
     return found, ruled_out
 
 
-def diagnose(error: str, facts: dict[str, Any], kb: Knowledge,
-             extra: list[Finding] | None = None) -> tuple[list[Finding], list[str]]:  # fmt: skip
+def diagnose(
+    error: str, facts: dict[str, Any], kb: Knowledge, extra: list[Finding] | None = None
+) -> tuple[list[Finding], list[str]]:
     """Candidates for `error`, then (for `audit --error`) the other findings, marked as not
     explaining it."""
     found, ruled_out = candidates(error, facts, kb)

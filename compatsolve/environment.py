@@ -212,9 +212,21 @@ class Environment:
 
 def model_facts(card: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"model.id": card.id, "model.series": card.series}
-    for name in ("family", "model_type", "architecture", "params_b", "active_params_b",
-                 "attention_heads", "kv_heads", "layers", "context_length", "torch_dtype",
-                 "moe", "trust_remote_code", "vision"):  # fmt: skip
+    for name in (
+        "family",
+        "model_type",
+        "architecture",
+        "params_b",
+        "active_params_b",
+        "attention_heads",
+        "kv_heads",
+        "layers",
+        "context_length",
+        "torch_dtype",
+        "moe",
+        "trust_remote_code",
+        "vision",
+    ):
         _put(out, f"model.{name}", getattr(card, name))
     return out
 

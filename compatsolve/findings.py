@@ -27,33 +27,56 @@ class Finding:
     score: float = 0.0  # ranking only; not part of the contract
 
     @classmethod
-    def from_rule(cls, rule: Rule, *, confidence: float | None = None,
-                  explains_error: bool | None = None, score: float = 0.0) -> Finding:  # fmt: skip
+    def from_rule(
+        cls,
+        rule: Rule,
+        *,
+        confidence: float | None = None,
+        explains_error: bool | None = None,
+        score: float = 0.0,
+    ) -> Finding:
         return cls(
-            rule=rule.id, kind=rule.kind, severity=rule.severity, components=rule.components,
-            title=rule.title, explanation=rule.explanation, fix=rule.fix, evidence=rule.evidence,
+            rule=rule.id,
+            kind=rule.kind,
+            severity=rule.severity,
+            components=rule.components,
+            title=rule.title,
+            explanation=rule.explanation,
+            fix=rule.fix,
+            evidence=rule.evidence,
             confidence=round(confidence if confidence is not None else TIER_CONFIDENCE[rule.tier], 2),
-            explains_error=explains_error, score=score,
-        )  # fmt: skip
+            explains_error=explains_error,
+            score=score,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rule": self.rule, "kind": self.kind, "severity": self.severity,
-            "components": list(self.components), "title": self.title,
-            "explanation": self.explanation, "fix": self.fix, "evidence": list(self.evidence),
-            "confidence": self.confidence, "explains_error": self.explains_error,
-        }  # fmt: skip
+            "rule": self.rule,
+            "kind": self.kind,
+            "severity": self.severity,
+            "components": list(self.components),
+            "title": self.title,
+            "explanation": self.explanation,
+            "fix": self.fix,
+            "evidence": list(self.evidence),
+            "confidence": self.confidence,
+            "explains_error": self.explains_error,
+        }
 
 
 def order(findings: list[Finding], error_given: bool) -> list[Finding]:
     """With an error: the likeliest cause first. Without: errors, then warnings, then info."""
     if error_given:
-        return sorted(findings, key=lambda f: (not f.explains_error, -f.score, SEVERITY_ORDER[f.severity],
-                                               -f.confidence, f.rule))  # fmt: skip
+        return sorted(
+            findings,
+            key=lambda f: (not f.explains_error, -f.score, SEVERITY_ORDER[f.severity], -f.confidence, f.rule),
+        )
     return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.confidence, f.rule))
 
 
-def document(environment: dict[str, Any], findings: list[Finding], notices: list[dict[str, str]]) -> dict[str, Any]:
+def document(
+    environment: dict[str, Any], findings: list[Finding], notices: list[dict[str, str]]
+) -> dict[str, Any]:
     return {
         "schema": FINDINGS_SCHEMA,
         "environment": environment,

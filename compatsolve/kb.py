@@ -63,8 +63,10 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
                 problems.append(f"{rule.file}: rule {rule.id}: evidence {url!r}: {why}")
         for component in rule.components:
             if component not in SPECIAL_COMPONENTS and not _NORMALIZED_NAME.match(component):
-                problems.append(f"{rule.file}: rule {rule.id}: component {component!r} is not a "
-                                "normalized PyPI name or a taxonomy component")
+                problems.append(
+                    f"{rule.file}: rule {rule.id}: component {component!r} is not a "
+                    "normalized PyPI name or a taxonomy component"
+                )
     for where, sources in _all_sources(kb):
         for url in sources:
             why = bad_url(url)
@@ -175,8 +177,10 @@ def _lint_cases(rules: Iterable[Rule], tests_dir: Path) -> list[str]:
     for rule in rules:
         have = by_rule.get(rule.id, set())
         if rule.when is not None and have != {True, False}:
-            problems.append(f"{rule.file}: rule {rule.id}: needs a test case that fires and one "
-                            "that must not (tests/rule_cases)")
+            problems.append(
+                f"{rule.file}: rule {rule.id}: needs a test case that fires and one "
+                "that must not (tests/rule_cases)"
+            )
         if rule.when is None and True not in have:
             problems.append(f"{rule.file}: rule {rule.id}: needs a test case with an error text")
     return problems
@@ -225,8 +229,7 @@ def search(kb: Knowledge, text: str) -> list[Rule]:
     found = []
     for rule in kb.rules:
         blob = " ".join(
-            (rule.id, rule.title, rule.kind, rule.explanation, rule.fix, *rule.components,
-             *rule.signatures)
+            (rule.id, rule.title, rule.kind, rule.explanation, rule.fix, *rule.components, *rule.signatures)
         ).lower()
         if all(w in blob for w in words):
             found.append(rule)

@@ -30,14 +30,24 @@ else:  # pragma: no cover
 
 KINDS = frozenset(
     {
-        "driver-cuda-mismatch", "torch-cuda-build-mismatch", "gpu-arch-unsupported",
-        "dtype-unsupported-on-gpu", "quantization-unsupported", "package-pin-conflict",
-        "abi-mismatch-binary-extension", "model-needs-newer-library",
-        "api-removed-in-newer-library", "tokenizer-or-chat-template", "memory-insufficient",
-        "parallelism-mismatch", "multi-gpu-communication", "missing-system-library",
-        "build-from-source-failure", "config-error",
+        "driver-cuda-mismatch",
+        "torch-cuda-build-mismatch",
+        "gpu-arch-unsupported",
+        "dtype-unsupported-on-gpu",
+        "quantization-unsupported",
+        "package-pin-conflict",
+        "abi-mismatch-binary-extension",
+        "model-needs-newer-library",
+        "api-removed-in-newer-library",
+        "tokenizer-or-chat-template",
+        "memory-insufficient",
+        "parallelism-mismatch",
+        "multi-gpu-communication",
+        "missing-system-library",
+        "build-from-source-failure",
+        "config-error",
     }
-)  # fmt: skip
+)
 SEVERITIES = frozenset({"error", "warning", "info"})
 STAGES = frozenset({"inference", "fine-tuning"})
 TIERS = frozenset({"metadata", "reported", "maintainer-confirmed", "reproduced"})
@@ -248,9 +258,11 @@ class Knowledge:
         return self._gpu_index.get(alias_key(name))
 
     def gpu_suggestions(self, name: str) -> list[str]:
-        return _suggest(name, {alias_key(g.id): g.id for g in self.gpus} | {
-            alias_key(a): a for g in self.gpus for a in g.aliases
-        })
+        return _suggest(
+            name,
+            {alias_key(g.id): g.id for g in self.gpus}
+            | {alias_key(a): a for g in self.gpus for a in g.aliases},
+        )
 
     def model(self, name: str) -> ModelCard | None:
         """By id, alias or repo id; else the one entry whose name ends with what was typed
@@ -339,9 +351,7 @@ def _cuda(t: Table) -> CudaRelease:
 
 
 def _branch(t: Table) -> DriverBranch:
-    branch = DriverBranch(
-        branch=t.req_text("branch"), max_cuda=t.req_text("max_cuda"), sources=_sources(t)
-    )
+    branch = DriverBranch(branch=t.req_text("branch"), max_cuda=t.req_text("max_cuda"), sources=_sources(t))
     t.done()
     return branch
 
@@ -392,7 +402,7 @@ def _extension(t: Table) -> Extension:
 def _pin(t: Table) -> Pin:
     requires = t.table("requires") or {}
     if not all(isinstance(v, str) for v in requires.values()):
-        raise KnowledgeError(f"{t.where}.requires: expected name = \"specifier\" entries")
+        raise KnowledgeError(f'{t.where}.requires: expected name = "specifier" entries')
     pin = Pin(
         package=t.req_text("package"),
         version=t.req_text("version"),
@@ -504,9 +514,11 @@ def parse_knowledge(root: Path) -> Knowledge:
             t.done()
     rules = _merge_evidence(rules, extra_evidence)
 
-    corpus_file, corpus_doc = _read_toml(root / "corpus" / "records.toml", root) if (
-        root / "corpus" / "records.toml"
-    ).exists() else ("", {})
+    corpus_file, corpus_doc = (
+        _read_toml(root / "corpus" / "records.toml", root)
+        if (root / "corpus" / "records.toml").exists()
+        else ("", {})
+    )
     corpus = []
     for t in tables(corpus_doc.get("record"), f"{corpus_file}: record"):
         corpus.append(
@@ -535,9 +547,7 @@ def parse_knowledge(root: Path) -> Knowledge:
         ),
         torch=tuple(_torch(t) for t in tables(torch_doc.get("torch"), f"{torch_file}: torch")),
         torch_index_url=str(index_url),
-        extensions=tuple(
-            _extension(t) for t in tables(ext_doc.get("extension"), f"{ext_file}: extension")
-        ),
+        extensions=tuple(_extension(t) for t in tables(ext_doc.get("extension"), f"{ext_file}: extension")),
         pins=tuple(_pin(t) for t in tables(ext_doc.get("pin"), f"{ext_file}: pin")),
         models=tuple(_model(t) for t in tables(model_doc.get("model"), f"{model_file}: model")),
         rules=tuple(rules),

@@ -24,7 +24,7 @@ def marker_environment(env: Environment) -> dict[str, str]:
     """PEP 508 marker values for the judged environment (unknown ones: the running interpreter's)."""
     from packaging.markers import default_environment
 
-    values: dict[str, str] = dict(default_environment())
+    values: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     if env.python_version:
         parts = env.python_version.split(".")
         values["python_version"] = ".".join(parts[:2])
@@ -34,7 +34,9 @@ def marker_environment(env: Environment) -> dict[str, str]:
         values["platform_system"] = PLATFORM_SYSTEM[env.os_name]
         values["os_name"] = "nt" if env.os_name == "windows" else "posix"
     if env.arch:
-        values["platform_machine"] = "AMD64" if env.os_name == "windows" and env.arch == "x86_64" else env.arch
+        values["platform_machine"] = (
+            "AMD64" if env.os_name == "windows" and env.arch == "x86_64" else env.arch
+        )
     values["extra"] = ""
     return values
 
@@ -62,13 +64,15 @@ def _version(text: str) -> Version | None:
         return None
 
 
-def check_requirements(env: Environment, snapshot_requires: Mapping[tuple[str, str], Iterable[str]]) -> list[Finding]:
+def check_requirements(
+    env: Environment, snapshot_requires: Mapping[tuple[str, str], Iterable[str]]
+) -> list[Finding]:
     packages = env.packages or {}
     markers = tuple(sorted(marker_environment(env).items()))
     findings: list[Finding] = []
     for pkg in sorted(packages.values(), key=lambda p: p.name):
         requires = pkg.requires or tuple(snapshot_requires.get((pkg.name, _public(pkg.version)), ()))
-        source = (f"https://pypi.org/project/{pkg.name}/{_public(pkg.version)}/")
+        source = f"https://pypi.org/project/{pkg.name}/{_public(pkg.version)}/"
         for line in requires:
             req = _parse(line)
             if req is None:
@@ -85,7 +89,9 @@ def check_requirements(env: Environment, snapshot_requires: Mapping[tuple[str, s
             if version is None or not req.specifier:
                 continue
             if not req.specifier.contains(version, prereleases=True):
-                findings.append(_finding(pkg.name, pkg.version, dep, str(req.specifier), have.version, source))
+                findings.append(
+                    _finding(pkg.name, pkg.version, dep, str(req.specifier), have.version, source)
+                )
     return findings
 
 
@@ -98,22 +104,35 @@ def _finding(name: str, version: str, dep: str, spec: str, have: str | None, sou
     wanted = f"{dep}{spec}" if spec else dep
     if have is None:
         return Finding(
-            rule="requires-dist", kind="package-pin-conflict", severity="warning",
-            components=(name, dep), title=f"{name} {version} requires {wanted}, which is not installed",
-            explanation=(f"{name} {version} declares a dependency on {wanted} in its metadata, and no "
-                         f"version of {dep} is present. Code paths that import it will fail."),
-            fix=f"pip install '{wanted}'", evidence=(source,), confidence=0.95,
-        )  # fmt: skip
+            rule="requires-dist",
+            kind="package-pin-conflict",
+            severity="warning",
+            components=(name, dep),
+            title=f"{name} {version} requires {wanted}, which is not installed",
+            explanation=(
+                f"{name} {version} declares a dependency on {wanted} in its metadata, and no "
+                f"version of {dep} is present. Code paths that import it will fail."
+            ),
+            fix=f"pip install '{wanted}'",
+            evidence=(source,),
+            confidence=0.95,
+        )
     return Finding(
-        rule="requires-dist", kind="package-pin-conflict", severity="error",
-        components=(name, dep), title=f"{name} {version} requires {wanted}, but {have} is present",
-        explanation=(f"{name} {version} declares {wanted} in its metadata (Requires-Dist), but "
-                     f"{dep} {have} is installed or declared. Packages that pin exact versions (vLLM "
-                     "pins torch, xformers pins torch) are built against that version, and other "
-                     "versions fail at import or at run time."),
+        rule="requires-dist",
+        kind="package-pin-conflict",
+        severity="error",
+        components=(name, dep),
+        title=f"{name} {version} requires {wanted}, but {have} is present",
+        explanation=(
+            f"{name} {version} declares {wanted} in its metadata (Requires-Dist), but "
+            f"{dep} {have} is installed or declared. Packages that pin exact versions (vLLM "
+            "pins torch, xformers pins torch) are built against that version, and other "
+            "versions fail at import or at run time."
+        ),
         fix=f"pip install '{wanted}'  # or choose a {name} release whose pins match {dep} {have}",
-        evidence=(source,), confidence=0.95,
-    )  # fmt: skip
+        evidence=(source,),
+        confidence=0.95,
+    )
 
 
 def snapshot_requirements(env: Environment) -> dict[tuple[str, str], tuple[str, ...]]:

@@ -3,7 +3,7 @@ and one machine or a fleet; explain the choice, or why nothing fits and what wou
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,7 +15,16 @@ from compatsolve.derive import GIB, weights_gib
 from compatsolve.environment import Environment, model_facts
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge, ModelCard
-from compatsolve.resolve import PLANNED_EXTRAS, PYPI_INDEX, Candidate, Exclusions, Machine, Provider, Req, _requirement
+from compatsolve.resolve import (
+    PLANNED_EXTRAS,
+    PYPI_INDEX,
+    Candidate,
+    Exclusions,
+    Machine,
+    Provider,
+    Req,
+    _requirement,
+)
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Snapshot
 from compatsolve.versions import parse_version, variant_cuda
@@ -25,7 +34,9 @@ RUNTIME_OVERHEAD_GIB = 1.5  # CUDA context, activations and graphs per GPU, kept
 MIN_CONTEXT = 2048
 PLAN_SCHEMA = "compatsolve.plan/1"
 ENGINE_ORDER = ("vllm", "sglang", "transformers")
-MAX_ROUNDS = 400  # a feasible stack pins in well under 100 rounds; beyond this the search is lost in backtracking
+MAX_ROUNDS = (
+    400  # a feasible stack pins in well under 100 rounds; beyond this the search is lost in backtracking
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -96,7 +107,9 @@ def machine_of(env: Environment, kb: Knowledge, python: str | None, label: str) 
 # ---------------------------------------------------------------- package sets
 
 
-def roots_for(request: PlanRequest, engine: str, machines: Sequence[Machine], kb: Knowledge) -> tuple[list[Req], list[str]]:
+def roots_for(
+    request: PlanRequest, engine: str, machines: Sequence[Machine], kb: Knowledge
+) -> tuple[list[Req], list[str]]:
     """Required roots and optional extras (dropped with a reason when they cannot be had)."""
     card = request.model
     roots: list[Req] = []
@@ -106,7 +119,11 @@ def roots_for(request: PlanRequest, engine: str, machines: Sequence[Machine], kb
         spec = SpecifierSet(f">={minimum}") if minimum else SpecifierSet()
         roots.append(Req(name, spec, why if minimum else f"{name} is part of the {engine} stack"))
 
-    need("transformers", card.min_transformers, f"{card.id} ({card.model_type}) needs transformers >= {card.min_transformers}")
+    need(
+        "transformers",
+        card.min_transformers,
+        f"{card.id} ({card.model_type}) needs transformers >= {card.min_transformers}",
+    )
     if request.stage == "inference":
         if engine == "vllm":
             need("vllm", card.min_vllm, f"{card.id} needs vLLM >= {card.min_vllm}")
@@ -136,8 +153,14 @@ def roots_for(request: PlanRequest, engine: str, machines: Sequence[Machine], kb
             optional.append("flash-attn")
     for spec in request.keep:
         name, _, version = spec.partition("==")
-        roots.append(Req(canonicalize_name(name), SpecifierSet(f"=={version.split('+')[0]}"),
-                         f"held by --keep {spec}", version.split("+")[1] if "+" in version else None))  # fmt: skip
+        roots.append(
+            Req(
+                canonicalize_name(name),
+                SpecifierSet(f"=={version.split('+')[0]}"),
+                f"held by --keep {spec}",
+                version.split("+")[1] if "+" in version else None,
+            )
+        )
     return roots, optional
 
 
@@ -148,8 +171,14 @@ def _flash_attn_possible(machines: Sequence[Machine]) -> bool:
 # ---------------------------------------------------------------- resolution
 
 
-def resolve_stack(request: PlanRequest, engine: str, machines: Sequence[Machine], kb: Knowledge,
-                  snapshot: Snapshot, run_facts: Mapping[str, Any]) -> tuple[dict[str, Candidate] | None, dict[str, Any] | None, list[str], Exclusions]:  # fmt: skip
+def resolve_stack(
+    request: PlanRequest,
+    engine: str,
+    machines: Sequence[Machine],
+    kb: Knowledge,
+    snapshot: Snapshot,
+    run_facts: Mapping[str, Any],
+) -> tuple[dict[str, Candidate] | None, dict[str, Any] | None, list[str], Exclusions]:
     from resolvelib import BaseReporter, Resolver
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
@@ -160,27 +189,43 @@ def resolve_stack(request: PlanRequest, engine: str, machines: Sequence[Machine]
     wanted_optional = list(optional)
     exclusions = Exclusions()
     for _attempt in range(12):
-        provider = Provider(kb=kb, snapshot=snapshot, machines=machines, run_facts=run_facts,
-                            prefer=request.prefer, banned=banned, order=order)  # fmt: skip
-        requirements = roots + [Req(n, SpecifierSet(), f"{n} where the hardware supports it") for n in wanted_optional]
+        provider = Provider(
+            kb=kb,
+            snapshot=snapshot,
+            machines=machines,
+            run_facts=run_facts,
+            prefer=request.prefer,
+            banned=banned,
+            order=order,
+        )
+        requirements = roots + [
+            Req(n, SpecifierSet(), f"{n} where the hardware supports it") for n in wanted_optional
+        ]
         try:
-            result = Resolver(provider, BaseReporter()).resolve(requirements, max_rounds=MAX_ROUNDS)
+            resolver: Any = Resolver(provider, BaseReporter())  # type: ignore[arg-type]
+            result = resolver.resolve(requirements, max_rounds=MAX_ROUNDS)
         except ResolutionImpossible as exc:
             exclusions = provider.exclusions
             dropped = _drop_optional(exc.causes, wanted_optional, requirements)
             if dropped:
                 wanted_optional.remove(dropped)
-                derivation.append(f"{dropped} left out: {_cause_text(exc.causes, provider.exclusions, dropped)}")
+                derivation.append(
+                    f"{dropped} left out: {_cause_text(exc.causes, provider.exclusions, dropped)}"
+                )
                 continue
             return None, _conflict(exc.causes, provider.exclusions, roots), derivation, exclusions
         except ResolutionTooDeep:
-            return None, {"summary": "the search gave up (too many combinations)"}, derivation, provider.exclusions
+            return (
+                None,
+                {"summary": "the search gave up (too many combinations)"},
+                derivation,
+                provider.exclusions,
+            )
         exclusions = provider.exclusions
         pins = dict(result.mapping)
         problem = _post_check(pins, machines, run_facts, kb, request)
         if problem is None:
-            for name, cand in sorted(pins.items()):
-                derivation.append(f"pinned {cand.label}")
+            derivation += [f"pinned {cand.label}" for _, cand in sorted(pins.items())]
             return pins, None, derivation, exclusions
         label, name, why, rule_id = problem
         # Ban every candidate of that package the same rule would reject beside the other pins,
@@ -196,10 +241,15 @@ def resolve_stack(request: PlanRequest, engine: str, machines: Sequence[Machine]
         for item in doomed:
             exclusions.add(name, item, why)
         banned.setdefault(name, set()).update(doomed)
-    return None, {"summary": "no combination passed the failure rules after 12 attempts"}, derivation, exclusions
+    return (
+        None,
+        {"summary": "no combination passed the failure rules after 12 attempts"},
+        derivation,
+        exclusions,
+    )
 
 
-def _drop_optional(causes: Sequence[Any], optional: list[str], requirements: list[Req]) -> str | None:
+def _drop_optional(causes: Iterable[Any], optional: list[str], requirements: list[Req]) -> str | None:
     names = {c.requirement.name for c in causes}
     for name in optional:
         if name in names:
@@ -207,30 +257,37 @@ def _drop_optional(causes: Sequence[Any], optional: list[str], requirements: lis
     return None
 
 
-def _cause_text(causes: Sequence[Any], exclusions: Exclusions, name: str) -> str:
+def _cause_text(causes: Iterable[Any], exclusions: Exclusions, name: str) -> str:
     reasons = exclusions.reasons(name, limit=2)
     if reasons:
         return "; ".join(f"{r['reason']} ({', '.join(r['versions'])})" for r in reasons)
     return "no release fits the other pins"
 
 
-def _conflict(causes: Sequence[Any], exclusions: Exclusions, roots: list[Req]) -> dict[str, Any]:
+def _conflict(causes: Iterable[Any], exclusions: Exclusions, roots: list[Req]) -> dict[str, Any]:
     items = []
     for cause in causes:
         req = cause.requirement
         parent = cause.parent
-        items.append({
-            "requirement": str(req),
-            "required_by": parent.label if parent is not None else "the request",
-            "reason": req.reason,
-            "excluded": exclusions.reasons(req.name),
-        })  # fmt: skip
+        items.append(
+            {
+                "requirement": str(req),
+                "required_by": parent.label if parent is not None else "the request",
+                "reason": req.reason,
+                "excluded": exclusions.reasons(req.name),
+            }
+        )
     names = sorted({c.requirement.name for c in causes})
-    return {"summary": f"no version of {', '.join(names)} satisfies every constraint", "packages": names,
-            "causes": items}  # fmt: skip
+    return {
+        "summary": f"no version of {', '.join(names)} satisfies every constraint",
+        "packages": names,
+        "causes": items,
+    }
 
 
-def plan_facts(pins: Mapping[str, Candidate], machine: Machine, run_facts: Mapping[str, Any]) -> dict[str, Any]:
+def plan_facts(
+    pins: Mapping[str, Candidate], machine: Machine, run_facts: Mapping[str, Any]
+) -> dict[str, Any]:
     facts = dict(machine.facts)
     facts.update(run_facts)
     for name, cand in pins.items():
@@ -245,8 +302,13 @@ def plan_facts(pins: Mapping[str, Candidate], machine: Machine, run_facts: Mappi
     return facts
 
 
-def _post_check(pins: Mapping[str, Candidate], machines: Sequence[Machine], run_facts: Mapping[str, Any],
-                kb: Knowledge, request: PlanRequest) -> tuple[str, str, str, str | None] | None:  # fmt: skip
+def _post_check(
+    pins: Mapping[str, Candidate],
+    machines: Sequence[Machine],
+    run_facts: Mapping[str, Any],
+    kb: Knowledge,
+    request: PlanRequest,
+) -> tuple[str, str, str, str | None] | None:
     """A rule that fires on the whole plan (several packages together), or an sdist that would
     be compiled with a toolkit whose CUDA major differs from torch's."""
     kept = {canonicalize_name(k.partition("==")[0]) for k in request.keep}
@@ -258,7 +320,11 @@ def _post_check(pins: Mapping[str, Candidate], machines: Sequence[Machine], run_
                 continue
             if rule.when.evaluate(facts) is not Truth.TRUE:
                 continue
-            involved = [f[4:] for f in rule.when.facts() if f.startswith("pkg.") and f[4:] in pins and f[4:] not in kept]
+            involved = [
+                f[4:]
+                for f in rule.when.facts()
+                if f.startswith("pkg.") and f[4:] in pins and f[4:] not in kept
+            ]
             if involved:
                 # change the package the fewest others depend on: not the engine, not torch
                 name = sorted(involved, key=lambda n: (n in ENGINE_ORDER, n == "torch", n))[0]
@@ -267,16 +333,26 @@ def _post_check(pins: Mapping[str, Candidate], machines: Sequence[Machine], run_
             cuda = variant_cuda(torch.variant)
             for cand in pins.values():
                 if cand.from_source and cuda and str(machine.toolkit.major) != cuda.split(".")[0]:
-                    return (cand.label, cand.name, f"compiled from source with nvcc {machine.toolkit}, "
-                            f"but torch is built for CUDA {cuda}: the extension would not load", None)  # fmt: skip
+                    return (
+                        cand.label,
+                        cand.name,
+                        f"compiled from source with nvcc {machine.toolkit}, "
+                        f"but torch is built for CUDA {cuda}: the extension would not load",
+                        None,
+                    )
     return None
 
 
 # ---------------------------------------------------------------- settings
 
 
-def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machine],
-                    pins: Mapping[str, Candidate], kb: Knowledge) -> tuple[dict[str, Any], dict[str, str], dict[str, Any] | None]:  # fmt: skip
+def choose_settings(
+    request: PlanRequest,
+    engine: str,
+    machines: Sequence[Machine],
+    pins: Mapping[str, Candidate],
+    kb: Knowledge,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any] | None]:
     """dtype, attention, parallel size, context and env; or a memory/parallelism conflict."""
     card = request.model
     reasons: dict[str, str] = {}
@@ -285,8 +361,14 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
     if request.dtype and request.dtype != "auto":
         dtype = request.dtype
         if dtype == "bfloat16" and not all_bf16:
-            return {}, {}, {"summary": f"bfloat16 needs compute capability >= 8.0; this machine has {min_cc}",
-                            "facts": {"gpu.cc": str(min_cc), "run.dtype": dtype}}  # fmt: skip
+            return (
+                {},
+                {},
+                {
+                    "summary": f"bfloat16 needs compute capability >= 8.0; this machine has {min_cc}",
+                    "facts": {"gpu.cc": str(min_cc), "run.dtype": dtype},
+                },
+            )
         reasons["dtype"] = "requested"
     elif not any(m.ccs for m in machines):
         dtype = "float32"
@@ -296,8 +378,10 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
         reasons["dtype"] = "trained in bfloat16, and every GPU has native bfloat16 (sm_80+)"
     elif card.torch_dtype == "bfloat16":
         dtype = "float16"
-        reasons["dtype"] = (f"compute capability {min_cc} has no bfloat16: float16 instead; models trained in "
-                            "bfloat16 can overflow in float16 (NaN or '!!!!' output) - if so, use float32")
+        reasons["dtype"] = (
+            f"compute capability {min_cc} has no bfloat16: float16 instead; models trained in "
+            "bfloat16 can overflow in float16 (NaN or '!!!!' output) - if so, use float32"
+        )
     elif card.torch_dtype:
         dtype = card.torch_dtype
         reasons["dtype"] = f"the checkpoint's dtype ({dtype})"
@@ -306,8 +390,10 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
         reasons["dtype"] = "the catalog does not know the checkpoint's dtype: auto takes config.json's"
     else:
         dtype = "float16"
-        reasons["dtype"] = (f"compute capability {min_cc} has no bfloat16, and the checkpoint's dtype is not "
-                            "in the catalog: float16")  # fmt: skip
+        reasons["dtype"] = (
+            f"compute capability {min_cc} has no bfloat16, and the checkpoint's dtype is not "
+            "in the catalog: float16"
+        )
 
     quant = request.quantization if request.quantization not in (None, "none") else None
     if quant is None and request.stage == "fine-tuning" and request.method == "qlora":
@@ -315,8 +401,14 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
     gpu_counts = [int(m.facts.get("gpu.count") or 0) for m in machines]
     vrams = [float(m.facts.get("gpu.vram_gib") or 0) for m in machines]
     count, vram = min(gpu_counts), min(vrams)
-    settings: dict[str, Any] = {"dtype": dtype, "attention_backend": None, "tensor_parallel_size": 1,
-                                "max_model_len": None, "quantization": quant, "env": {}}  # fmt: skip
+    settings: dict[str, Any] = {
+        "dtype": dtype,
+        "attention_backend": None,
+        "tensor_parallel_size": 1,
+        "max_model_len": None,
+        "quantization": quant,
+        "env": {},
+    }
     if card.params_b is None or count == 0 or vram == 0:
         reasons["tensor_parallel_size"] = "memory not estimated (model size or GPU memory unknown)"
     else:
@@ -327,27 +419,41 @@ def choose_settings(request: PlanRequest, engine: str, machines: Sequence[Machin
             fit = _fit(card, dtype, quant, count, vram, request.context)
             if fit is not None:
                 settings["quantization"] = quant
-                reasons["quantization"] = (f"{card.params_b:g}B weights in {dtype} do not fit {count} x {vram:g} GiB; "
-                                           f"the published {variant} does")  # fmt: skip
+                reasons["quantization"] = (
+                    f"{card.params_b:g}B weights in {dtype} do not fit {count} x {vram:g} GiB; "
+                    f"the published {variant} does"
+                )
                 settings["model_repo"] = variant
         if fit is None:
             need = weights_gib(card.params_b, quant or dtype)
-            return {}, {}, {"summary": (f"{card.id} needs about {need:g} GiB for weights alone "
-                                        f"({card.params_b:g}B x {'0.5' if quant else '2'} bytes + 10%), more than "
-                                        f"{count} x {vram:g} GiB at {GPU_MEMORY_UTILIZATION:.0%} utilisation "
-                                        "with room for a minimal KV cache"),
-                            "facts": {"model.params_b": card.params_b, "gpu.count": count, "gpu.vram_gib": vram},
-                            "needs_vram_gib": round(need / GPU_MEMORY_UTILIZATION + RUNTIME_OVERHEAD_GIB, 1)}  # fmt: skip
+            return (
+                {},
+                {},
+                {
+                    "summary": (
+                        f"{card.id} needs about {need:g} GiB for weights alone "
+                        f"({card.params_b:g}B x {'0.5' if quant else '2'} bytes + 10%), more than "
+                        f"{count} x {vram:g} GiB at {GPU_MEMORY_UTILIZATION:.0%} utilisation "
+                        "with room for a minimal KV cache"
+                    ),
+                    "facts": {"model.params_b": card.params_b, "gpu.count": count, "gpu.vram_gib": vram},
+                    "needs_vram_gib": round(need / GPU_MEMORY_UTILIZATION + RUNTIME_OVERHEAD_GIB, 1),
+                },
+            )
         tp, max_len, weights, kv_per_token = fit
         settings["tensor_parallel_size"] = tp
         settings["max_model_len"] = max_len
-        reasons["tensor_parallel_size"] = (f"weights ~{weights:g} GiB ({card.params_b:g}B params, "
-                                           f"{quant or dtype}); smallest TP that fits and divides the "
-                                           f"{card.attention_heads} attention heads")  # fmt: skip
-        reasons["max_model_len"] = (f"KV cache ~{kv_per_token / 1024:.0f} KiB/token; {tp} x {vram:g} GiB x "
-                                    f"{GPU_MEMORY_UTILIZATION} - weights - {RUNTIME_OVERHEAD_GIB} GiB/GPU "
-                                    f"overhead leaves room for {max_len} tokens (capped at the model's "
-                                    f"{card.context_length})")  # fmt: skip
+        reasons["tensor_parallel_size"] = (
+            f"weights ~{weights:g} GiB ({card.params_b:g}B params, "
+            f"{quant or dtype}); smallest TP that fits and divides the "
+            f"{card.attention_heads} attention heads"
+        )
+        reasons["max_model_len"] = (
+            f"KV cache ~{kv_per_token / 1024:.0f} KiB/token; {tp} x {vram:g} GiB x "
+            f"{GPU_MEMORY_UTILIZATION} - weights - {RUNTIME_OVERHEAD_GIB} GiB/GPU "
+            f"overhead leaves room for {max_len} tokens (capped at the model's "
+            f"{card.context_length})"
+        )
     if request.stage == "fine-tuning":
         settings["max_model_len"] = request.context or settings["max_model_len"]
     settings["attention_backend"], reasons["attention_backend"] = _attention(engine, pins, min_cc)
@@ -369,8 +475,9 @@ def quantization_of(repo: str) -> str | None:
     return None
 
 
-def _fit(card: ModelCard, dtype: str, quant: str | None, count: int, vram: float,
-         context: int | None) -> tuple[int, int, float, int] | None:  # fmt: skip
+def _fit(
+    card: ModelCard, dtype: str, quant: str | None, count: int, vram: float, context: int | None
+) -> tuple[int, int, float, int] | None:
     assert card.params_b is not None
     weights = weights_gib(card.params_b, quant or (dtype if dtype != "auto" else "bfloat16"))
     heads = card.attention_heads
@@ -386,7 +493,9 @@ def _fit(card: ModelCard, dtype: str, quant: str | None, count: int, vram: float
                     tokens = int(free * GIB // per_token)
                     limit = card.context_length or tokens
                     max_len = min(tokens, limit, context or limit)
-                    if max_len >= min(MIN_CONTEXT, context or MIN_CONTEXT) and (context is None or tokens >= context):
+                    if max_len >= min(MIN_CONTEXT, context or MIN_CONTEXT) and (
+                        context is None or tokens >= context
+                    ):
                         return tp, max_len, weights, per_token
                 else:
                     return tp, min(card.context_length or MIN_CONTEXT, context or MIN_CONTEXT), weights, 0
@@ -399,7 +508,10 @@ def _attention(engine: str, pins: Mapping[str, Candidate], min_cc: Version | Non
         return "sdpa", "no GPU: PyTorch SDPA on the CPU"
     if engine == "vllm":
         if min_cc >= Version("8.0"):
-            return "FLASH_ATTN", f"sm_{str(min_cc).replace('.', '')} supports FlashAttention-2 (vLLM's default there)"
+            return (
+                "FLASH_ATTN",
+                f"sm_{str(min_cc).replace('.', '')} supports FlashAttention-2 (vLLM's default there)",
+            )
         return "XFORMERS", f"sm_{str(min_cc).replace('.', '')} is below FlashAttention-2's sm_80: xFormers"
     if engine == "sglang":
         return "flashinfer", "SGLang's default backend"
@@ -410,14 +522,23 @@ def _attention(engine: str, pins: Mapping[str, Candidate], min_cc: Version | Non
     return "sdpa", "flash-attn not planned (no CUDA toolkit to build it, or no fitting release): PyTorch SDPA"
 
 
-def _env_from_rules(machines: Sequence[Machine], pins: Mapping[str, Candidate], settings: Mapping[str, Any],
-                    request: PlanRequest, kb: Knowledge) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+def _env_from_rules(
+    machines: Sequence[Machine],
+    pins: Mapping[str, Candidate],
+    settings: Mapping[str, Any],
+    request: PlanRequest,
+    kb: Knowledge,
+) -> tuple[dict[str, str], dict[str, str]]:
     """Environment variables that known failures call for: a rule that fires on the plan and is
     silenced by setting `env.X` (its `not` table) yields X=value."""
     env: dict[str, str] = {}
     reasons: dict[str, str] = {}
-    run = {"run.tp": settings["tensor_parallel_size"], "run.dtype": settings["dtype"], "run.stage": request.stage,
-           "_env_complete": True}  # fmt: skip
+    run = {
+        "run.tp": settings["tensor_parallel_size"],
+        "run.dtype": settings["dtype"],
+        "run.stage": request.stage,
+        "_env_complete": True,
+    }
     for machine in machines:
         facts = plan_facts(pins, machine, {**model_facts(request.model), **run})
         for rule in kb.rules:
@@ -447,14 +568,26 @@ def launch_command(request: PlanRequest, engine: str, settings: Mapping[str, Any
             flags += ["--use_peft", "--lora_r", "16", "--lora_alpha", "32"]
         if request.method == "qlora":
             flags += ["--load_in_4bit"]
-        flags += ["--bf16"] if settings["dtype"] == "bfloat16" else ["--fp16"] if settings["dtype"] == "float16" else []
+        flags += (
+            ["--bf16"]
+            if settings["dtype"] == "bfloat16"
+            else ["--fp16"]
+            if settings["dtype"] == "float16"
+            else []
+        )
         if settings["attention_backend"] == "flash_attention_2":
             flags += ["--attn_implementation", "flash_attention_2"]
-        launcher = "accelerate launch --num_processes " + str(max(1, tp)) + " -m trl.scripts.sft" if tp > 1 else "trl sft"
+        launcher = (
+            "accelerate launch --num_processes " + str(max(1, tp)) + " -m trl.scripts.sft"
+            if tp > 1
+            else "trl sft"
+        )
         return prefix + launcher + " " + " ".join(flags)
     if engine == "vllm":
-        cmd = (f"python -m vllm.entrypoints.openai.api_server --model {repo} --dtype {dtype} "
-               f"--tensor-parallel-size {tp}")  # fmt: skip
+        cmd = (
+            f"python -m vllm.entrypoints.openai.api_server --model {repo} --dtype {dtype} "
+            f"--tensor-parallel-size {tp}"
+        )
         if settings.get("max_model_len"):
             cmd += f" --max-model-len {settings['max_model_len']}"
         if quant:
@@ -466,38 +599,63 @@ def launch_command(request: PlanRequest, engine: str, settings: Mapping[str, Any
             cmd += f" --context-length {settings['max_model_len']}"
         return prefix + cmd
     attn = settings["attention_backend"]
-    return (prefix + "python -c \"import torch; from transformers import pipeline; "
-            f"p = pipeline('text-generation', model='{repo}', torch_dtype=torch.{settings['dtype']}, "
-            f"device_map='auto', model_kwargs={{'attn_implementation': '{attn}'}}); "
-            "print(p('Hello', max_new_tokens=32)[0]['generated_text'])\"")  # fmt: skip
+    torch_dtype = "'auto'" if settings["dtype"] == "auto" else f"torch.{settings['dtype']}"
+    return (
+        prefix + 'python -c "import torch; from transformers import pipeline; '
+        f"p = pipeline('text-generation', model='{repo}', torch_dtype={torch_dtype}, "
+        f"device_map='auto', model_kwargs={{'attn_implementation': '{attn}'}}); "
+        "print(p('Hello', max_new_tokens=32)[0]['generated_text'])\""
+    )
 
 
 # ---------------------------------------------------------------- entry point
 
 
-def make_plan(request: PlanRequest, envs: Sequence[Environment], kb: Knowledge, snapshot: Snapshot,
-              *, try_alternatives: bool = True) -> Plan:  # fmt: skip
-    machines = [machine_of(env, kb, request.python, f"machine {i + 1}" if len(envs) > 1 else "this machine")
-                for i, env in enumerate(envs)]  # fmt: skip
+def make_plan(
+    request: PlanRequest,
+    envs: Sequence[Environment],
+    kb: Knowledge,
+    snapshot: Snapshot,
+    *,
+    try_alternatives: bool = True,
+) -> Plan:
+    machines = [
+        machine_of(env, kb, request.python, f"machine {i + 1}" if len(envs) > 1 else "this machine")
+        for i, env in enumerate(envs)
+    ]
     for spec in request.keep:
         name, sep, version = spec.partition("==")
         if not sep or not name or parse_version(version) is None:
             raise InputError(f"--keep {spec!r}: expected NAME==VERSION")
     engines = [request.engine] if request.engine else _default_engines(request, machines)
     plan = Plan(feasible=False, snapshot_date=snapshot.date)
-    plan.machines = [{"label": m.label, "python": str(m.python), "os": m.os_name, "arch": m.arch,
-                      "glibc": str(m.glibc) if m.glibc else None,
-                      "gpus": [str(c) for c in m.ccs], "driver_cuda": str(m.driver_cuda) if m.driver_cuda else None,
-                      "toolkit": str(m.toolkit) if m.toolkit else None} for m in machines]  # fmt: skip
+    plan.machines = [
+        {
+            "label": m.label,
+            "python": str(m.python),
+            "os": m.os_name,
+            "arch": m.arch,
+            "glibc": str(m.glibc) if m.glibc else None,
+            "gpus": [str(c) for c in m.ccs],
+            "driver_cuda": str(m.driver_cuda) if m.driver_cuda else None,
+            "toolkit": str(m.toolkit) if m.toolkit else None,
+        }
+        for m in machines
+    ]
     first_conflict: dict[str, Any] | None = None
     for engine in engines:
-        run_facts = {**model_facts(request.model), "run.stage": request.stage,
-                     "run.engine": engine if request.stage == "inference" else "transformers"}  # fmt: skip
+        run_facts = {
+            **model_facts(request.model),
+            "run.stage": request.stage,
+            "run.engine": engine if request.stage == "inference" else "transformers",
+        }
         if request.method:
             run_facts["run.method"] = request.method
         if request.quantization and request.quantization != "none":
             run_facts["run.quantization"] = request.quantization
-        pins, conflict, derivation, exclusions = resolve_stack(request, engine, machines, kb, snapshot, run_facts)
+        pins, conflict, derivation, _exclusions = resolve_stack(
+            request, engine, machines, kb, snapshot, run_facts
+        )
         plan.derivation += [f"[{engine}] {line}" for line in derivation]
         if pins is None:
             first_conflict = first_conflict or {"engine": engine, **(conflict or {})}
@@ -517,8 +675,10 @@ def make_plan(request: PlanRequest, envs: Sequence[Environment], kb: Knowledge, 
         plan.setting_reasons = reasons
         plan.command = launch_command(request, engine, settings)
         if engine != engines[0]:
-            plan.notes.append(f"{engines[0]} has no solution here ({(first_conflict or {}).get('summary')}); "
-                              f"planned with {engine}")  # fmt: skip
+            plan.notes.append(
+                f"{engines[0]} has no solution here ({(first_conflict or {}).get('summary')}); "
+                f"planned with {engine}"
+            )
         plan.conflict = None
         return plan
     plan.conflict = first_conflict
@@ -535,8 +695,14 @@ def _default_engines(request: PlanRequest, machines: Sequence[Machine]) -> list[
     return list(ENGINE_ORDER)
 
 
-def _package_entry(cand: Candidate, pins: Mapping[str, Candidate], machines: Sequence[Machine], kb: Knowledge,
-                   request: PlanRequest, engine: str) -> dict[str, Any]:  # fmt: skip
+def _package_entry(
+    cand: Candidate,
+    pins: Mapping[str, Candidate],
+    machines: Sequence[Machine],
+    kb: Knowledge,
+    request: PlanRequest,
+    engine: str,
+) -> dict[str, Any]:
     reasons = []
     for other in pins.values():
         for line in (other.release.requires_dist or ()) if other.release else ():
@@ -554,10 +720,18 @@ def _package_entry(cand: Candidate, pins: Mapping[str, Candidate], machines: Seq
         elif cuda:
             release = kb.cuda_release(cuda)
             floor = release.min_driver_linux if release else None
-            reasons.append(f"{cand.variant} build; driver unknown: needs a driver for CUDA {cuda}"
-                           + (f" (>= {floor}, or >= the {cuda.split('.')[0]}.x minor-compatibility floor)" if floor else ""))  # fmt: skip
+            reasons.append(
+                f"{cand.variant} build; driver unknown: needs a driver for CUDA {cuda}"
+                + (
+                    f" (>= {floor}, or >= the {cuda.split('.')[0]}.x minor-compatibility floor)"
+                    if floor
+                    else ""
+                )
+            )
         if cand.index_url != PYPI_INDEX:
-            reasons.append(f"this build is on the PyTorch index ({cand.index_url}); its hashes are not in the snapshot")
+            reasons.append(
+                f"this build is on the PyTorch index ({cand.index_url}); its hashes are not in the snapshot"
+            )
     if cand.name == request.engine or cand.name == engine:
         reasons.append(f"engine: {engine}")
     if cand.name == "transformers" and request.model.min_transformers:
@@ -565,13 +739,26 @@ def _package_entry(cand: Candidate, pins: Mapping[str, Candidate], machines: Seq
     if cand.from_source:
         reasons.append("sdist only: built from source with the CUDA toolkit")
     if not reasons:
-        reasons.append(f"newest {'stable ' if request.prefer == 'stable' else ''}release that fits every constraint")
-    return {"name": cand.name, "version": str(cand.version), "variant": cand.variant,
-            "index_url": cand.index_url, "reason": "; ".join(dict.fromkeys(reasons))}  # fmt: skip
+        reasons.append(
+            f"newest {'stable ' if request.prefer == 'stable' else ''}release that fits every constraint"
+        )
+    return {
+        "name": cand.name,
+        "version": str(cand.version),
+        "variant": cand.variant,
+        "index_url": cand.index_url,
+        "reason": "; ".join(dict.fromkeys(reasons)),
+    }
 
 
-def alternatives(request: PlanRequest, envs: Sequence[Environment], kb: Knowledge, snapshot: Snapshot,
-                 machines: Sequence[Machine], conflict: Mapping[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+def alternatives(
+    request: PlanRequest,
+    envs: Sequence[Environment],
+    kb: Knowledge,
+    snapshot: Snapshot,
+    machines: Sequence[Machine],
+    conflict: Mapping[str, Any],
+) -> list[dict[str, Any]]:
     """The nearest feasible changes: another engine, a quantization or dtype, a newer driver, a GPU."""
     out: list[dict[str, Any]] = []
 
@@ -581,8 +768,10 @@ def alternatives(request: PlanRequest, envs: Sequence[Environment], kb: Knowledg
         except InputError:
             return
         if alt.feasible:
-            top = ", ".join(f"{p['name']} {p['version']}" + (f"+{p['variant']}" if p["variant"] else "")
-                            for p in alt.packages[:4])  # fmt: skip
+            top = ", ".join(
+                f"{p['name']} {p['version']}" + (f"+{p['variant']}" if p["variant"] else "")
+                for p in alt.packages[:4]
+            )
             out.append({"change": change, "feasible": True, "summary": top, "command": alt.command})
 
     if request.stage == "inference":
@@ -596,23 +785,45 @@ def alternatives(request: PlanRequest, envs: Sequence[Environment], kb: Knowledg
     if request.keep:
         attempt("drop --keep pins", replace(request, keep=()))
     if any(m.driver_cuda is not None for m in machines):
-        for release in sorted(kb.cuda, key=lambda c: parse_version(c.version) or Version("0"), reverse=True)[:6]:
+        for release in sorted(kb.cuda, key=lambda c: parse_version(c.version) or Version("0"), reverse=True)[
+            :6
+        ]:
             if not release.min_driver_linux:
                 continue
-            newer = [replace(env, driver_version=release.min_driver_linux, driver_cuda=release.version) for env in envs]
+            newer = [
+                replace(env, driver_version=release.min_driver_linux, driver_cuda=release.version)
+                for env in envs
+            ]
             before = len(out)
-            attempt(f"upgrade the NVIDIA driver to >= {release.min_driver_linux} (CUDA {release.version})",
-                    request, newer)  # fmt: skip
+            attempt(
+                f"upgrade the NVIDIA driver to >= {release.min_driver_linux} (CUDA {release.version})",
+                request,
+                newer,
+            )
             if len(out) > before:
                 break
     needs = conflict.get("needs_vram_gib")
     if needs:
         have = max((max(m.ccs) for m in machines if m.ccs), default=Version("8.0"))
         floor = max(have, Version("8.0"))
-        gpu = min((g for g in kb.gpus if g.memory_gib and g.memory_gib >= needs and g.segment == "datacenter"
-                   and (parse_version(g.cc) or Version("0")) >= floor),
-                  key=lambda g: (g.memory_gib, parse_version(g.cc) or Version("0")), default=None)  # fmt: skip
+        gpu = min(
+            (
+                g
+                for g in kb.gpus
+                if g.memory_gib
+                and g.memory_gib >= needs
+                and g.segment == "datacenter"
+                and (parse_version(g.cc) or Version("0")) >= floor
+            ),
+            key=lambda g: (g.memory_gib, parse_version(g.cc) or Version("0")),
+            default=None,
+        )
         if gpu is not None:
-            out.append({"change": f"a GPU with >= {needs:g} GiB, e.g. {gpu.name} ({gpu.memory_gib:g} GB)",
-                        "feasible": None, "summary": "not resolved: hardware change"})  # fmt: skip
+            out.append(
+                {
+                    "change": f"a GPU with >= {needs:g} GiB, e.g. {gpu.name} ({gpu.memory_gib:g} GB)",
+                    "feasible": None,
+                    "summary": "not resolved: hardware change",
+                }
+            )
     return out[:6]

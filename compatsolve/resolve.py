@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from packaging.markers import Marker
@@ -134,9 +134,17 @@ class Exclusions:
 class Provider:
     """resolvelib provider over the snapshot, the torch variants and the failure rules."""
 
-    def __init__(self, *, kb: Knowledge, snapshot: Snapshot, machines: Sequence[Machine],
-                 run_facts: Mapping[str, Any], prefer: str, banned: Mapping[str, set[str]],
-                 order: Sequence[str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        kb: Knowledge,
+        snapshot: Snapshot,
+        machines: Sequence[Machine],
+        run_facts: Mapping[str, Any],
+        prefer: str,
+        banned: Mapping[str, set[str]],
+        order: Sequence[str],
+    ) -> None:
         self.kb = kb
         self.snapshot = snapshot
         self.machines = machines
@@ -159,17 +167,29 @@ class Provider:
     def identify(self, requirement_or_candidate: Req | Candidate) -> str:
         return requirement_or_candidate.name
 
-    def get_preference(self, identifier: str, resolutions: Mapping[str, Candidate],
-                       candidates: Mapping[str, Iterator[Candidate]], information: Mapping[str, Any],
-                       backtrack_causes: Sequence[Any]) -> Any:  # fmt: skip
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Any],
+        backtrack_causes: Sequence[Any],
+    ) -> Any:
         return (self.order.get(identifier, len(self.order)), identifier)
 
-    def find_matches(self, identifier: str, requirements: Mapping[str, Iterator[Req]],
-                     incompatibilities: Mapping[str, Iterator[Candidate]]) -> list[Candidate]:  # fmt: skip
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[Req]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
+    ) -> list[Candidate]:
         reqs = list(requirements[identifier])
         bad = {c.label for c in incompatibilities[identifier]}
-        return [c for c in self.candidates(identifier)
-                if c.label not in bad and all(self.is_satisfied_by(r, c) for r in reqs)]  # fmt: skip
+        return [
+            c
+            for c in self.candidates(identifier)
+            if c.label not in bad and all(self.is_satisfied_by(r, c) for r in reqs)
+        ]
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         if requirement.variant is not None and candidate.variant != requirement.variant:
@@ -187,15 +207,21 @@ class Provider:
             name = canonicalize_name(req.name)
             if name not in self._universe or name.startswith("nvidia-"):
                 continue  # outside the planned stack: left to the installer
-            if req.marker is not None and not self._marker_holds(req.marker, PLANNED_EXTRAS.get(candidate.name, "")):
+            if req.marker is not None and not self._marker_holds(
+                req.marker, PLANNED_EXTRAS.get(candidate.name, "")
+            ):
                 continue
             deps.append(Req(name, req.specifier, f"{candidate.label} requires {name}{req.specifier}"))
         return deps
 
-    def narrow_requirement_selection(self, identifiers: Iterable[str], resolutions: Mapping[str, Candidate],
-                                     candidates: Mapping[str, Iterator[Candidate]],
-                                     information: Mapping[str, Any],
-                                     backtrack_causes: Sequence[Any]) -> Iterable[str]:  # fmt: skip
+    def narrow_requirement_selection(
+        self,
+        identifiers: Iterable[str],
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Any],
+        backtrack_causes: Sequence[Any],
+    ) -> Iterable[str]:
         return identifiers
 
     # ---- candidates
@@ -210,12 +236,17 @@ class Provider:
         from compatsolve.metadata_check import PLATFORM_SYSTEM, SYS_PLATFORM
 
         for machine in self.machines:
-            values = {"python_version": f"{machine.python.major}.{machine.python.minor}",
-                      "python_full_version": str(machine.python), "sys_platform": SYS_PLATFORM.get(machine.os_name, "linux"),
-                      "platform_system": PLATFORM_SYSTEM.get(machine.os_name, "Linux"),
-                      "platform_machine": machine.arch, "os_name": "nt" if machine.os_name == "windows" else "posix",
-                      "implementation_name": "cpython", "platform_python_implementation": "CPython",
-                      "extra": extra}  # fmt: skip
+            values = {
+                "python_version": f"{machine.python.major}.{machine.python.minor}",
+                "python_full_version": str(machine.python),
+                "sys_platform": SYS_PLATFORM.get(machine.os_name, "linux"),
+                "platform_system": PLATFORM_SYSTEM.get(machine.os_name, "Linux"),
+                "platform_machine": machine.arch,
+                "os_name": "nt" if machine.os_name == "windows" else "posix",
+                "implementation_name": "cpython",
+                "platform_python_implementation": "CPython",
+                "extra": extra,
+            }
             try:
                 if not marker.evaluate(values):
                     return False
@@ -252,14 +283,26 @@ class Provider:
                     continue
                 from_source = True
                 if self._needs_toolkit(name, version) and not all(m.toolkit for m in self.machines):
-                    self.exclusions.add(name, label, "sdist only: compiling it needs a CUDA toolkit (nvcc), "
-                                        "and none is known on the target")  # fmt: skip
+                    self.exclusions.add(
+                        name,
+                        label,
+                        "sdist only: compiling it needs a CUDA toolkit (nvcc), "
+                        "and none is known on the target",
+                    )
                     continue
             if name == "torch":
                 out.extend(self._torch_variants(version, release, wheels))
                 continue
-            candidate = Candidate(name, version, None, release, wheels, from_source, PYPI_INDEX,
-                                  ("built from source (sdist only)",) if from_source else ())  # fmt: skip
+            candidate = Candidate(
+                name,
+                version,
+                None,
+                release,
+                wheels,
+                from_source,
+                PYPI_INDEX,
+                ("built from source (sdist only)",) if from_source else (),
+            )
             if self._allowed(candidate):
                 out.append(candidate)
         return out
@@ -323,12 +366,15 @@ class Provider:
                 usable.append(wheel)
         return tuple(usable)
 
-    def _torch_variants(self, version: Version, release: Release,
-                        wheels: tuple[ReleaseFile, ...]) -> list[Candidate]:  # fmt: skip
+    def _torch_variants(
+        self, version: Version, release: Release, wheels: tuple[ReleaseFile, ...]
+    ) -> list[Candidate]:
         facts = self.kb.torch_release(str(version))
         label = f"torch {version}"
         if facts is None:
-            self.exclusions.add("torch", label, "no build facts for this torch release in knowledge/torch.toml")
+            self.exclusions.add(
+                "torch", label, "no build facts for this torch release in knowledge/torch.toml"
+            )
             return []
         out = []
         needs_gpu = any(m.ccs for m in self.machines)
@@ -339,8 +385,11 @@ class Provider:
         for variant in variants:
             pypi_default = variant == facts.pypi_variant
             on_linux = all(m.os_name in ("linux", "wsl") for m in self.machines)
-            index = PYPI_INDEX if (pypi_default and on_linux) or (variant == "cpu" and not on_linux) else \
-                self.kb.torch_index_url.format(variant=variant)
+            index = (
+                PYPI_INDEX
+                if (pypi_default and on_linux) or (variant == "cpu" and not on_linux)
+                else self.kb.torch_index_url.format(variant=variant)
+            )
             vlabel = f"torch {version}+{variant}"
             if needs_gpu and variant == "cpu":
                 continue
@@ -356,21 +405,31 @@ class Provider:
                 out.append(candidate)
         return out
 
-    def _variant_problem(self, variant: str, arch: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]] | None:
+    def _variant_problem(
+        self, variant: str, arch: tuple[str, ...] | None
+    ) -> tuple[str, tuple[str, ...]] | None:
         cuda = parse_version(variant_cuda(variant)) if variant_cuda(variant) else None
         for m in self.machines:
             if cuda is not None and m.driver_cuda is not None and cuda > m.driver_cuda:
-                return (f"built for CUDA {cuda}; the driver on {m.label} supports CUDA <= {m.driver_cuda}",
-                        ("https://docs.nvidia.com/cuda/cuda-toolkit-release-notes/index.html",))
+                return (
+                    f"built for CUDA {cuda}; the driver on {m.label} supports CUDA <= {m.driver_cuda}",
+                    ("https://docs.nvidia.com/cuda/cuda-toolkit-release-notes/index.html",),
+                )
             if cuda is not None and m.ccs and not arch:
-                return ("the compute capabilities its kernels cover are not in knowledge/torch.toml: "
-                        "unknown, so not assumed to fit", ())
+                return (
+                    "the compute capabilities its kernels cover are not in knowledge/torch.toml: "
+                    "unknown, so not assumed to fit",
+                    (),
+                )
             if cuda is not None and arch and m.ccs:
                 listed = [parse_version(a.removesuffix("+PTX")) for a in arch]
                 for cc in m.ccs:
                     if not any(v is not None and v.release[0] == cc.release[0] and v <= cc for v in listed):
-                        return (f"its kernels cover sm_{', sm_'.join(a.replace('.', '') for a in arch)}; "
-                                f"{m.label} has compute capability {cc}", ())
+                        return (
+                            f"its kernels cover sm_{', sm_'.join(a.replace('.', '') for a in arch)}; "
+                            f"{m.label} has compute capability {cc}",
+                            (),
+                        )
         return None
 
     def _allowed(self, candidate: Candidate) -> bool:
@@ -385,9 +444,13 @@ class Provider:
         if entry is not None and floor is not None:
             for machine in self.machines:
                 if machine.ccs and min(machine.ccs) < floor:
-                    self.exclusions.add(candidate.name, candidate.label,
-                                        f"its kernels need compute capability >= {floor}; {machine.label} "
-                                        f"has {min(machine.ccs)}", entry.sources[:2])  # fmt: skip
+                    self.exclusions.add(
+                        candidate.name,
+                        candidate.label,
+                        f"its kernels need compute capability >= {floor}; {machine.label} "
+                        f"has {min(machine.ccs)}",
+                        entry.sources[:2],
+                    )
                     return False
         for rule in self._rules_by_package.get(candidate.name, ()):
             for machine in self.machines:
@@ -402,8 +465,9 @@ class Provider:
                         facts["torch.cuda_major"] = cuda.split(".")[0]
                 assert rule.when is not None
                 if rule.when.evaluate(facts) is Truth.TRUE:
-                    self.exclusions.add(candidate.name, candidate.label, f"{rule.title} [{rule.id}]",
-                                        rule.evidence[:2])  # fmt: skip
+                    self.exclusions.add(
+                        candidate.name, candidate.label, f"{rule.title} [{rule.id}]", rule.evidence[:2]
+                    )
                     return False
         return True
 
@@ -418,11 +482,12 @@ class Provider:
             cuda = parse_version(variant_cuda(c.variant)) if c.variant and variant_cuda(c.variant) else None
             return (1 if c.index_url == PYPI_INDEX else 0, cuda or Version("0"))
 
-        return sorted(candidates, key=lambda c: (age_ok(c), not c.from_source, c.version, variant_rank(c)),
-                      reverse=True)  # fmt: skip
+        return sorted(
+            candidates, key=lambda c: (age_ok(c), not c.from_source, c.version, variant_rank(c)), reverse=True
+        )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _requirement(line: str) -> Requirement | None:
     try:
         return Requirement(line)
@@ -430,12 +495,12 @@ def _requirement(line: str) -> Requirement | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spec_text(specifier: SpecifierSet) -> str:
     return str(specifier)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _contains(specifier: str, version: Version) -> bool:
     return SpecifierSet(specifier).contains(version, prereleases=True)
 

@@ -25,23 +25,67 @@ Facts = Mapping[str, FactValue]
 # Fact names a condition may use: exact names, plus the open families `pkg.*` and `env.*`.
 KNOWN_FACTS = frozenset(
     {
-        "gpu.name", "gpu.count", "gpu.cc", "gpu.arch", "gpu.vram_gib", "gpu.segment",
-        "gpu.bf16", "gpu.fp8", "gpu.fp4", "gpu.p2p",
-        "driver.version", "driver.cuda", "toolkit.cuda",
-        "os.name", "os.arch", "glibc.version", "python.version",
-        "torch.cuda", "torch.variant", "nvidia.cu12", "nvidia.cu13",
-        "model.id", "model.series", "model.family", "model.model_type", "model.architecture",
-        "model.params_b", "model.active_params_b", "model.attention_heads", "model.kv_heads",
-        "model.layers", "model.context_length", "model.torch_dtype", "model.moe",
-        "model.trust_remote_code", "model.vision",
-        "run.stage", "run.engine", "run.method", "run.dtype", "run.quantization",
-        "run.attention", "run.tp", "run.pp", "run.context", "run.deepspeed_stage",
+        "gpu.name",
+        "gpu.count",
+        "gpu.cc",
+        "gpu.arch",
+        "gpu.vram_gib",
+        "gpu.segment",
+        "gpu.bf16",
+        "gpu.fp8",
+        "gpu.fp4",
+        "gpu.p2p",
+        "driver.version",
+        "driver.cuda",
+        "toolkit.cuda",
+        "os.name",
+        "os.arch",
+        "glibc.version",
+        "python.version",
+        "torch.cuda",
+        "torch.variant",
+        "nvidia.cu12",
+        "nvidia.cu13",
+        "model.id",
+        "model.series",
+        "model.family",
+        "model.model_type",
+        "model.architecture",
+        "model.params_b",
+        "model.active_params_b",
+        "model.attention_heads",
+        "model.kv_heads",
+        "model.layers",
+        "model.context_length",
+        "model.torch_dtype",
+        "model.moe",
+        "model.trust_remote_code",
+        "model.vision",
+        "run.stage",
+        "run.engine",
+        "run.method",
+        "run.dtype",
+        "run.quantization",
+        "run.attention",
+        "run.tp",
+        "run.pp",
+        "run.context",
+        "run.deepspeed_stage",
         # derived (compatsolve/derive.py)
-        "torch.cuda_major", "driver.cuda_major", "toolkit.cuda_major", "torch.arch_covered",
-        "torch.known_release", "model.min_transformers", "model.min_vllm", "model.min_sglang",
-        "memory.weights_gib", "memory.available_gib", "run.tp_divides_heads", "run.gpus_used",
+        "torch.cuda_major",
+        "driver.cuda_major",
+        "toolkit.cuda_major",
+        "torch.arch_covered",
+        "torch.known_release",
+        "model.min_transformers",
+        "model.min_vllm",
+        "model.min_sglang",
+        "memory.weights_gib",
+        "memory.available_gib",
+        "run.tp_divides_heads",
+        "run.gpus_used",
     }
-)  # fmt: skip
+)
 OPEN_FAMILIES = ("pkg.", "env.")
 
 
@@ -221,8 +265,6 @@ def parse_fact_test(fact: str, value: object, where: str) -> FactTest:
         return FactTest(fact=fact, equals=(value,))
     if isinstance(value, (bool, int, float)):
         return FactTest(fact=fact, equals=(value,))
-    if isinstance(value, list) and value and all(
-        isinstance(v, (str, bool, int, float)) for v in value
-    ):
+    if isinstance(value, list) and value and all(isinstance(v, (str, bool, int, float)) for v in value):
         return FactTest(fact=fact, equals=tuple(value))
     raise KnowledgeError(f"{where}: expected a string, number, bool or list of them")

@@ -42,12 +42,34 @@ SIMPLE_URL = "https://pypi.org/simple/{project}/"
 USER_AGENT = "compatsolve-snapshot (+https://pypi.org/project/compatsolve/)"
 TIMEOUT = 60
 STACK_PROJECTS = (
-    "torch", "torchvision", "torchaudio", "triton", "vllm", "sglang", "sgl-kernel",
-    "flashinfer-python", "xformers", "flash-attn", "transformers", "tokenizers",
-    "huggingface-hub", "safetensors", "accelerate", "peft", "trl", "deepspeed", "bitsandbytes",
-    "autoawq", "auto-gptq", "gptqmodel", "optimum", "llama-cpp-python", "unsloth",
-    "llamafactory", "numpy",
-)  # fmt: skip
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "triton",
+    "vllm",
+    "sglang",
+    "sgl-kernel",
+    "flashinfer-python",
+    "xformers",
+    "flash-attn",
+    "transformers",
+    "tokenizers",
+    "huggingface-hub",
+    "safetensors",
+    "accelerate",
+    "peft",
+    "trl",
+    "deepspeed",
+    "bitsandbytes",
+    "autoawq",
+    "auto-gptq",
+    "gptqmodel",
+    "optimum",
+    "llama-cpp-python",
+    "unsloth",
+    "llamafactory",
+    "numpy",
+)
 
 
 # ---------------------------------------------------------------- model
@@ -83,8 +105,12 @@ class Snapshot:
     """Releases by project; a project's records are built on first access (a plan touches a
     dozen of the ~60 projects, so most of the document is never turned into objects)."""
 
-    def __init__(self, date: str, releases: dict[str, dict[str, Release]] | None = None,
-                 raw: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        date: str,
+        releases: dict[str, dict[str, Release]] | None = None,
+        raw: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.date = date
         self._built: dict[str, dict[str, Release]] = dict(releases or {})
         self._raw: dict[str, dict[str, Any]] = raw or {}
@@ -218,8 +244,12 @@ def snapshot_summary() -> dict[str, Any] | None:
     snapshot = load_snapshot()
     if snapshot is None:
         return None
-    return {"date": snapshot.date, "newest": snapshot.newest(),
-            "projects": len(snapshot.names()), "releases": snapshot.release_count()}  # fmt: skip
+    return {
+        "date": snapshot.date,
+        "newest": snapshot.newest(),
+        "projects": len(snapshot.names()),
+        "releases": snapshot.release_count(),
+    }
 
 
 def write_snapshot(snapshot: Snapshot, path: Path) -> None:
@@ -243,8 +273,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
 
 
 def fetch_index(project: str) -> dict[str, Any]:
-    data = _get(SIMPLE_URL.format(project=project),
-                {"Accept": "application/vnd.pypi.simple.v1+json"})  # fmt: skip
+    data = _get(SIMPLE_URL.format(project=project), {"Accept": "application/vnd.pypi.simple.v1+json"})
     result: dict[str, Any] = json.loads(data)
     return result
 
@@ -267,9 +296,10 @@ def group_releases(project: str, index: dict[str, Any], since: str) -> dict[str,
         if version is not None:
             by_version.setdefault(version, []).append(entry)
     return {
-        v: files for v, files in by_version.items()
+        v: files
+        for v, files in by_version.items()
         if min(f.get("upload-time", "") for f in files)[:10] >= since
-    }  # fmt: skip
+    }
 
 
 def _metadata_wheel(files: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -308,14 +338,17 @@ def read_wheel_metadata(url: str) -> bytes:
     if end < 0:
         raise ValueError("no zip end record")
     size, offset = struct.unpack("<II", tail[end + 12 : end + 20])
-    directory = tail[-(len(tail) - end) - size : end] if size <= end else _get(
-        url, {"Range": f"bytes={offset}-{offset + size - 1}"})  # fmt: skip
+    directory = (
+        tail[-(len(tail) - end) - size : end]
+        if size <= end
+        else _get(url, {"Range": f"bytes={offset}-{offset + size - 1}"})
+    )
     pos = 0
     while pos + 46 <= len(directory) and directory[pos : pos + 4] == b"PK\x01\x02":
-        method, = struct.unpack("<H", directory[pos + 10 : pos + 12])
-        csize, = struct.unpack("<I", directory[pos + 20 : pos + 24])
+        (method,) = struct.unpack("<H", directory[pos + 10 : pos + 12])
+        (csize,) = struct.unpack("<I", directory[pos + 20 : pos + 24])
         nlen, xlen, clen = struct.unpack("<HHH", directory[pos + 28 : pos + 34])
-        local, = struct.unpack("<I", directory[pos + 42 : pos + 46])
+        (local,) = struct.unpack("<I", directory[pos + 42 : pos + 46])
         name = directory[pos + 46 : pos + 46 + nlen].decode("utf-8", errors="replace")
         if name.endswith(".dist-info/METADATA") and name.count("/") == 1:
             head = _get(url, {"Range": f"bytes={local}-{local + 30 + nlen + 1024 + csize}"})
@@ -375,12 +408,16 @@ def build_release(project: str, version: str, files: list[dict[str, Any]]) -> Re
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
-def fetch_snapshot(projects: Iterable[str] = STACK_PROJECTS, since: str = SINCE, workers: int = 16,
-                   progress: Progress | None = None,
-                   previous: Snapshot | None = None) -> Snapshot:  # fmt: skip
+def fetch_snapshot(
+    projects: Iterable[str] = STACK_PROJECTS,
+    since: str = SINCE,
+    workers: int = 16,
+    progress: Progress | None = None,
+    previous: Snapshot | None = None,
+) -> Snapshot:
     """Fetch every release since `since` of `projects`, plus the nvidia-* runtime packages that
     torch's releases require. Releases already in `previous` with metadata are reused."""
-    names = [canonicalize_name(p) for p in projects]
+    names: list[str] = [canonicalize_name(p) for p in projects]
     indexes: dict[str, dict[str, Any]] = {}
 
     def load_indexes(batch: list[str]) -> None:
@@ -398,10 +435,14 @@ def fetch_snapshot(projects: Iterable[str] = STACK_PROJECTS, since: str = SINCE,
             jobs.append((name, version, files))
     releases: dict[str, dict[str, Release]] = {name: {} for name in names}
     _run_jobs(jobs, releases, workers, progress, previous)
-    runtime = sorted({
-        name for r in releases.get("torch", {}).values() for req in (r.requires_dist or ())
-        if (name := _requirement_name(req)) and name.startswith("nvidia-")
-    })  # fmt: skip
+    runtime: list[str] = sorted(
+        {
+            name
+            for r in releases.get("torch", {}).values()
+            for req in (r.requires_dist or ())
+            if (name := _requirement_name(req) or "").startswith("nvidia-")
+        }
+    )
     runtime = [n for n in runtime if n not in indexes]
     if runtime:
         load_indexes(runtime)
@@ -421,8 +462,13 @@ def _requirement_name(line: str) -> str | None:
         return None
 
 
-def _run_jobs(jobs: list[tuple[str, str, list[dict[str, Any]]]], releases: dict[str, dict[str, Release]],
-              workers: int, progress: Progress | None, previous: Snapshot | None) -> None:  # fmt: skip
+def _run_jobs(
+    jobs: list[tuple[str, str, list[dict[str, Any]]]],
+    releases: dict[str, dict[str, Release]],
+    workers: int,
+    progress: Progress | None,
+    previous: Snapshot | None,
+) -> None:
     todo = []
     for name, version, files in jobs:
         old = previous.project(name).get(version) if previous else None
@@ -459,12 +505,13 @@ def refresh_command(*, shipped: bool, workers: int, root: Path) -> int:
             snapshot = fetch_snapshot(workers=workers, progress=report, previous=previous)
         except (OSError, urllib.error.URLError) as exc:
             kept = f"keeping the snapshot of {previous.date}" if previous else "no snapshot available"
-            print(f"compatsolve: cannot reach PyPI ({getattr(exc, 'reason', exc)}); {kept}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"compatsolve: cannot reach PyPI ({getattr(exc, 'reason', exc)}); {kept}", file=sys.stderr)
             return 1
     write_snapshot(snapshot, target)
     unknown = sum(1 for r in snapshot.releases.values() for x in r.values() if x.requires_dist is None)
     total = sum(len(r) for r in snapshot.releases.values())
-    print(f"wrote {target}: {len(snapshot.releases)} projects, {total} releases since {SINCE} "
-          f"({unknown} without readable metadata), taken {snapshot.date}")
+    print(
+        f"wrote {target}: {len(snapshot.releases)} projects, {total} releases since {SINCE} "
+        f"({unknown} without readable metadata), taken {snapshot.date}"
+    )
     return 0

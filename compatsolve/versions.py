@@ -49,7 +49,7 @@ def major_minor(text: str | None) -> str | None:
     version = parse_version(text) if text else None
     if version is None:
         return None
-    release = version.release + (0,)
+    release = (*version.release, 0)
     return f"{release[0]}.{release[1]}"
 
 

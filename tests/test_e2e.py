@@ -32,15 +32,27 @@ else:  # pragma: no cover
 DETECTION_FLOOR = 0.65
 RANKED_FIRST_FLOOR = 0.65
 
-CASES: list[dict[str, Any]] = tomllib.loads((Path(__file__).parent / "e2e" / "cases.toml").read_text())["case"]
-CORPUS = {r["link"] for r in tomllib.loads(
-    (Path(__file__).parent.parent / "knowledge" / "corpus" / "records.toml").read_text())["record"]}  # fmt: skip
+CASES: list[dict[str, Any]] = tomllib.loads((Path(__file__).parent / "e2e" / "cases.toml").read_text())[
+    "case"
+]
+CORPUS = {
+    r["link"]
+    for r in tomllib.loads(
+        (Path(__file__).parent.parent / "knowledge" / "corpus" / "records.toml").read_text()
+    )["record"]
+}
 
 
 def judge(case: dict[str, Any]) -> list[Any]:
     kb = load()
-    run = RunSettings(model=case.get("model"), stage=case.get("stage"), engine=case.get("engine"),
-                      dtype=case.get("dtype"), quantization=case.get("quantization"), tp=case.get("tp"))  # fmt: skip
+    run = RunSettings(
+        model=case.get("model"),
+        stage=case.get("stage"),
+        engine=case.get("engine"),
+        dtype=case.get("dtype"),
+        quantization=case.get("quantization"),
+        tp=case.get("tp"),
+    )
     request = EnvironmentRequest(
         targets=(case["target"],) if case.get("target") else (),
         with_packages=tuple(case.get("packages", ())),
@@ -74,14 +86,16 @@ def results() -> dict[str, Any]:
     for case in CASES:
         findings = judge(case)
         explaining = [f for f in findings if f.explains_error]
-        rows.append({
-            "id": case["id"],
-            "environmental": case["environmental"],
-            "found": case["environmental"] and any(_hit(f, case) for f in explaining),
-            "first": case["environmental"] and bool(explaining) and _hit(explaining[0], case),
-            "false_alarm": (not case["environmental"]) and any(
-                f.severity == "error" and f.explains_error for f in findings),
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": case["id"],
+                "environmental": case["environmental"],
+                "found": case["environmental"] and any(_hit(f, case) for f in explaining),
+                "first": case["environmental"] and bool(explaining) and _hit(explaining[0], case),
+                "false_alarm": (not case["environmental"])
+                and any(f.severity == "error" and f.explains_error for f in findings),
+            }
+        )
     env_rows = [r for r in rows if r["environmental"]]
     other = [r for r in rows if not r["environmental"]]
     summary = {
@@ -99,7 +113,9 @@ def results() -> dict[str, Any]:
 
 def test_detection_rate(results: dict[str, Any]) -> None:
     rate = results["detected"] / results["environmental"]
-    print(f"detection {results['detected']}/{results['environmental']} = {rate:.0%}; missed {results['missed']}")
+    print(
+        f"detection {results['detected']}/{results['environmental']} = {rate:.0%}; missed {results['missed']}"
+    )
     assert rate >= DETECTION_FLOOR
 
 

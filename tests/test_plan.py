@@ -15,8 +15,8 @@ from packaging.version import Version
 from compatsolve.knowledge import load
 from compatsolve.plan import Plan, PlanRequest, make_plan
 from compatsolve.snapshot import load_snapshot
-from compatsolve.sources.target import parse_target
 from compatsolve.sources.assemble import finish
+from compatsolve.sources.target import parse_target
 from compatsolve.versions import parse_version, variant_cuda
 
 if sys.version_info >= (3, 11):
@@ -35,16 +35,33 @@ def _plan(case: dict[str, Any]) -> tuple[Plan, list[Any]]:
     envs = [finish(parse_target(t, kb), kb) for t in targets]
     card = kb.model(case["model"])
     assert card is not None, case["model"]
-    request = PlanRequest(model=card, stage=case["stage"], engine=case.get("engine"),
-                          method=case.get("method"), dtype=case.get("dtype"),
-                          keep=tuple(case.get("keep", ())))  # fmt: skip
+    request = PlanRequest(
+        model=card,
+        stage=case["stage"],
+        engine=case.get("engine"),
+        method=case.get("method"),
+        dtype=case.get("dtype"),
+        keep=tuple(case.get("keep", ())),
+    )
     return make_plan(request, envs, kb, snapshot), envs
 
 
 def test_at_least_forty_scenarios_across_the_gpu_range() -> None:
     assert len(CASES) >= 40
     text = " ".join(str(c["target"]) for c in CASES)
-    for gpu in ("P100", "V100", "T4", "RTX 3090", "A10", "A100", "L4", "RTX 4090", "H100", "RTX 5090", "B200"):
+    for gpu in (
+        "P100",
+        "V100",
+        "T4",
+        "RTX 3090",
+        "A10",
+        "A100",
+        "L4",
+        "RTX 4090",
+        "H100",
+        "RTX 5090",
+        "B200",
+    ):
         assert gpu in text
 
 
@@ -99,8 +116,13 @@ def check_invariants(plan: Plan, envs: list[Any], case: dict[str, Any]) -> None:
             if dep not in pins:
                 continue
             py = envs[0].python_version or "3.11"
-            marker_env = {"python_version": ".".join(py.split(".")[:2]), "sys_platform": "linux",
-                          "platform_system": "Linux", "platform_machine": "x86_64", "extra": ""}  # fmt: skip
+            marker_env = {
+                "python_version": ".".join(py.split(".")[:2]),
+                "sys_platform": "linux",
+                "platform_system": "Linux",
+                "platform_machine": "x86_64",
+                "extra": "",
+            }
             if req.marker is not None and not req.marker.evaluate(marker_env):
                 continue
             assert req.specifier.contains(pins[dep].version, prereleases=True), f"{cand.label} needs {line}"
@@ -145,5 +167,11 @@ def check_invariants(plan: Plan, envs: list[Any], case: dict[str, Any]) -> None:
         assert set(entry) == {"name", "version", "variant", "index_url", "reason"}
         assert "+" not in entry["version"]
         assert entry["reason"]
-    assert set(doc["settings"]) >= {"dtype", "attention_backend", "tensor_parallel_size", "max_model_len",
-                                    "quantization", "env"}  # fmt: skip
+    assert set(doc["settings"]) >= {
+        "dtype",
+        "attention_backend",
+        "tensor_parallel_size",
+        "max_model_len",
+        "quantization",
+        "env",
+    }

@@ -14,8 +14,12 @@ pytestmark = pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no N
 
 
 def _smi_rows() -> list[list[str]]:
-    out = subprocess.run(["nvidia-smi", f"--query-gpu={probe.SMI_QUERY}", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["nvidia-smi", f"--query-gpu={probe.SMI_QUERY}", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [[c.strip() for c in line.split(",")] for line in out.strip().splitlines()]
 
 

@@ -10,8 +10,15 @@ from compatsolve.outputs.console import console, print_json
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def render(fmt: str, facts: dict[str, Any], findings: list[Finding], notices: list[dict[str, str]],
-           *, error_given: bool, ruled_out: list[str] | None = None) -> None:  # fmt: skip
+def render(
+    fmt: str,
+    facts: dict[str, Any],
+    findings: list[Finding],
+    notices: list[dict[str, str]],
+    *,
+    error_given: bool,
+    ruled_out: list[str] | None = None,
+) -> None:
     if fmt == "json":
         print_json(document(facts, findings, notices))
     elif fmt == "markdown":
@@ -20,26 +27,44 @@ def render(fmt: str, facts: dict[str, Any], findings: list[Finding], notices: li
         _table(facts, findings, notices, error_given=error_given, ruled_out=ruled_out or [])
 
 
-def _table(facts: dict[str, Any], findings: list[Finding], notices: list[dict[str, str]],
-           *, error_given: bool, ruled_out: list[str]) -> None:  # fmt: skip
+def _table(
+    facts: dict[str, Any],
+    findings: list[Finding],
+    notices: list[dict[str, str]],
+    *,
+    error_given: bool,
+    ruled_out: list[str],
+) -> None:
     from rich.panel import Panel
 
     out = console()
-    shown = ", ".join(f"{k}={v}" for k, v in facts.items() if k.split(".")[0] in (
-        "gpu", "driver", "toolkit", "torch", "os", "python") and not k.startswith("_"))  # fmt: skip
+    shown = ", ".join(
+        f"{k}={v}"
+        for k, v in facts.items()
+        if k.split(".")[0] in ("gpu", "driver", "toolkit", "torch", "os", "python") and not k.startswith("_")
+    )
     out.print(f"[dim]judged: {shown or 'no machine facts'}[/]")
     if not findings:
-        out.print("[green]No known problem found.[/] " + (
-            "No rule's error signature matches this message." if error_given else
-            "Unknown facts are not judged compatible: see `compatsolve probe` for what is known."))
+        out.print(
+            "[green]No known problem found.[/] "
+            + (
+                "No rule's error signature matches this message."
+                if error_given
+                else "Unknown facts are not judged compatible: see `compatsolve probe` for what is known."
+            )
+        )
     for i, f in enumerate(findings, 1):
         style = SEVERITY_STYLE[f.severity]
         badge = ""
         if error_given:
-            badge = " [bold]explains the error[/]" if f.explains_error else " [dim](does not match the error)[/]"
+            badge = (
+                " [bold]explains the error[/]" if f.explains_error else " [dim](does not match the error)[/]"
+            )
         body = f"{f.explanation}\n\n[bold]Fix:[/] {f.fix}"
         if f.evidence:
-            body += "\n[dim]Evidence: " + " ".join(f.evidence[:4]) + (" …" if len(f.evidence) > 4 else "") + "[/]"
+            body += (
+                "\n[dim]Evidence: " + " ".join(f.evidence[:4]) + (" …" if len(f.evidence) > 4 else "") + "[/]"
+            )
         title = f"[{style}]{i}. {f.severity.upper()}[/] {f.title}{badge}"
         subtitle = f"{f.rule} · {f.kind} · {', '.join(f.components)} · confidence {f.confidence:.2f}"
         out.print(Panel(body, title=title, title_align="left", subtitle=subtitle, subtitle_align="right"))
@@ -50,16 +75,26 @@ def _table(facts: dict[str, Any], findings: list[Finding], notices: list[dict[st
             out.print(f"[dim]{n['severity']}: {n['message']} ({n['source']})[/]")
 
 
-def markdown(facts: dict[str, Any], findings: list[Finding], notices: list[dict[str, str]],
-             *, error_given: bool, ruled_out: list[str]) -> str:  # fmt: skip
+def markdown(
+    facts: dict[str, Any],
+    findings: list[Finding],
+    notices: list[dict[str, str]],
+    *,
+    error_given: bool,
+    ruled_out: list[str],
+) -> str:
     """Ready to paste into a GitHub issue: a summary line, each finding, the facts used."""
     errors = sum(f.severity == "error" for f in findings)
     lines = ["### compatsolve report", ""]
     if not findings:
-        lines.append("No known problem found." + (" No rule matches the error message." if error_given else ""))
+        lines.append(
+            "No known problem found." + (" No rule matches the error message." if error_given else "")
+        )
     else:
-        lines.append(f"{len(findings)} finding(s), {errors} error(s)." + (
-            " The likeliest cause of the error comes first." if error_given else ""))
+        lines.append(
+            f"{len(findings)} finding(s), {errors} error(s)."
+            + (" The likeliest cause of the error comes first." if error_given else "")
+        )
     for i, f in enumerate(findings, 1):
         lines += ["", f"#### {i}. {f.severity}: {f.title}", ""]
         meta = f"`{f.rule}` · kind `{f.kind}` · components {', '.join(f'`{c}`' for c in f.components) or '—'}"

@@ -15,11 +15,17 @@ def render_stats(data: dict[str, Any], fmt: str) -> None:
     from rich.table import Table
 
     out = console()
-    out.print(f"[bold]{data['rules']} rules[/], {data['gpus']} GPUs, {data['models']} models, "
-              f"{data['cuda_releases']} CUDA releases, {data['torch_releases']} torch releases, "
-              f"{data['extensions']} extension entries")  # fmt: skip
-    for title, key in (("kind", "rules_by_kind"), ("stage", "rules_by_stage"), ("tier", "rules_by_tier"),
-                       ("severity", "rules_by_severity")):  # fmt: skip
+    out.print(
+        f"[bold]{data['rules']} rules[/], {data['gpus']} GPUs, {data['models']} models, "
+        f"{data['cuda_releases']} CUDA releases, {data['torch_releases']} torch releases, "
+        f"{data['extensions']} extension entries"
+    )
+    for title, key in (
+        ("kind", "rules_by_kind"),
+        ("stage", "rules_by_stage"),
+        ("tier", "rules_by_tier"),
+        ("severity", "rules_by_severity"),
+    ):
         table = Table(title=f"rules by {title}", header_style="bold")
         table.add_column(title)
         table.add_column("rules", justify="right")
@@ -27,8 +33,11 @@ def render_stats(data: dict[str, Any], fmt: str) -> None:
             table.add_row(name, str(count))
         out.print(table)
     corpus = data["corpus"]
-    table = Table(title=f"study corpus: {corpus['records']} environment-class records, "
-                        f"{corpus['cited']} cited, {corpus['triaged']} triaged", header_style="bold")  # fmt: skip
+    table = Table(
+        title=f"study corpus: {corpus['records']} environment-class records, "
+        f"{corpus['cited']} cited, {corpus['triaged']} triaged",
+        header_style="bold",
+    )
     for column in ("category", "records", "cited", "triaged"):
         table.add_column(column, justify="left" if column == "category" else "right")
     for name, row in sorted(corpus["by_category"].items()):
@@ -36,8 +45,11 @@ def render_stats(data: dict[str, Any], fmt: str) -> None:
     out.print(table)
     snap = data.get("snapshot")
     if snap:
-        out.print(f"PyPI snapshot {snap['date']}: {snap['projects']} projects, {snap['releases']} releases; newest: "
-                  + ", ".join(f"{k} {v}" for k, v in snap["newest"].items()))  # fmt: skip
+        out.print(
+            f"PyPI snapshot {snap['date']}: {snap['projects']} projects, "
+            f"{snap['releases']} releases; newest: "
+            + ", ".join(f"{k} {v}" for k, v in snap["newest"].items())
+        )
     else:
         out.print("no PyPI snapshot (run `compatsolve kb refresh`)")
 
@@ -45,8 +57,10 @@ def render_stats(data: dict[str, Any], fmt: str) -> None:
 def render_rule(rule: Rule) -> None:
     out = console()
     out.print(f"[bold]{rule.id}[/] — {rule.title}")
-    out.print(f"kind {rule.kind} · severity {rule.severity} · stages {', '.join(rule.stages)} · "
-              f"tier {rule.tier} · components {', '.join(rule.components)} · {rule.file}")  # fmt: skip
+    out.print(
+        f"kind {rule.kind} · severity {rule.severity} · stages {', '.join(rule.stages)} · "
+        f"tier {rule.tier} · components {', '.join(rule.components)} · {rule.file}"
+    )
     if rule.when is not None:
         out.print("when: " + ", ".join(sorted(rule.when.facts())))
     for sig in rule.signatures:

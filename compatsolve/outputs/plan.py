@@ -21,10 +21,14 @@ def render_table(plan: Plan, explain: bool) -> None:
             out.print(f"  {line}")
     if not plan.feasible:
         conflict = plan.conflict or {}
-        out.print(f"[bold red]No known-good stack[/] ({conflict.get('engine', '')}): {conflict.get('summary')}")
+        out.print(
+            f"[bold red]No known-good stack[/] ({conflict.get('engine', '')}): {conflict.get('summary')}"
+        )
         for cause in conflict.get("causes", []):
-            out.print(f"  • {cause['requirement']} — required by {cause['required_by']}"
-                      + (f" ({cause['reason']})" if cause.get("reason") else ""))  # fmt: skip
+            out.print(
+                f"  • {cause['requirement']} — required by {cause['required_by']}"
+                + (f" ({cause['reason']})" if cause.get("reason") else "")
+            )
             for ex in cause.get("excluded", []):
                 ev = f" [dim]{' '.join(ex['evidence'])}[/]" if ex.get("evidence") else ""
                 out.print(f"      excluded {', '.join(ex['versions'])}: {ex['reason']}{ev}")
@@ -47,7 +51,14 @@ def render_table(plan: Plan, explain: bool) -> None:
     settings.add_column("setting")
     settings.add_column("value")
     settings.add_column("why", overflow="fold")
-    for key in ("dtype", "attention_backend", "tensor_parallel_size", "max_model_len", "quantization", "model"):
+    for key in (
+        "dtype",
+        "attention_backend",
+        "tensor_parallel_size",
+        "max_model_len",
+        "quantization",
+        "model",
+    ):
         if key in plan.settings:
             settings.add_row(key, str(plan.settings[key]), plan.setting_reasons.get(key, ""))
     for name, value in plan.settings.get("env", {}).items():
@@ -88,28 +99,39 @@ def pylock(plan: Plan, profile: dict[str, Any]) -> str:
 
     missing = [c.label for c in plan.pins if c.index_url != PYPI_INDEX or not c.wheels]
     if missing:
-        raise InputError("cannot write pylock.toml: no hashes known offline for " + ", ".join(missing)
-                         + " (lives on the PyTorch index or is built from source); use --format requirements")  # fmt: skip
+        raise InputError(
+            "cannot write pylock.toml: no hashes known offline for "
+            + ", ".join(missing)
+            + " (lives on the PyTorch index or is built from source); use --format requirements"
+        )
     packages = []
     for cand in plan.pins:
-        packages.append({
-            "name": cand.name,
-            "version": str(cand.version),
-            "index": PYPI_INDEX + "/",
-            "wheels": [{"name": w.filename, "url": w.url, "hashes": {"sha256": w.sha256}} for w in cand.wheels],
-        })  # fmt: skip
+        packages.append(
+            {
+                "name": cand.name,
+                "version": str(cand.version),
+                "index": PYPI_INDEX + "/",
+                "wheels": [
+                    {"name": w.filename, "url": w.url, "hashes": {"sha256": w.sha256}} for w in cand.wheels
+                ],
+            }
+        )
     doc = {
         "lock-version": "1.0",
         "created-by": "compatsolve",
         "requires-python": f"=={profile['python']}.*" if profile.get("python") else None,
         "packages": packages,
-        "tool": {"compatsolve": {
-            "version": __version__, "snapshot": plan.snapshot_date, "hardware": profile,
-            "settings": {k: v for k, v in plan.settings.items() if v is not None},
-            "command": plan.command,
-            "reasons": {p["name"]: p["reason"] for p in plan.packages},
-        }},
-    }  # fmt: skip
+        "tool": {
+            "compatsolve": {
+                "version": __version__,
+                "snapshot": plan.snapshot_date,
+                "hardware": profile,
+                "settings": {k: v for k, v in plan.settings.items() if v is not None},
+                "command": plan.command,
+                "reasons": {p["name"]: p["reason"] for p in plan.packages},
+            }
+        },
+    }
     return tomli_w.dumps(_drop_none(doc))
 
 

@@ -7,11 +7,35 @@ from typing import Any
 from compatsolve.environment import Environment
 from compatsolve.outputs.console import console
 
-STACK = ("torch", "torchvision", "torchaudio", "triton", "vllm", "sglang", "sgl-kernel",
-         "flashinfer-python", "xformers", "flash-attn", "transformers", "tokenizers",
-         "huggingface-hub", "safetensors", "accelerate", "peft", "trl", "deepspeed",
-         "bitsandbytes", "autoawq", "auto-gptq", "gptqmodel", "optimum", "llama-cpp-python",
-         "unsloth", "llamafactory", "numpy")  # fmt: skip
+STACK = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "triton",
+    "vllm",
+    "sglang",
+    "sgl-kernel",
+    "flashinfer-python",
+    "xformers",
+    "flash-attn",
+    "transformers",
+    "tokenizers",
+    "huggingface-hub",
+    "safetensors",
+    "accelerate",
+    "peft",
+    "trl",
+    "deepspeed",
+    "bitsandbytes",
+    "autoawq",
+    "auto-gptq",
+    "gptqmodel",
+    "optimum",
+    "llama-cpp-python",
+    "unsloth",
+    "llamafactory",
+    "numpy",
+)
 
 
 def render(env: Environment, facts: dict[str, Any]) -> None:
@@ -47,7 +71,9 @@ def render(env: Environment, facts: dict[str, Any]) -> None:
     if torch is not None:
         build = f"CUDA {torch.cuda}" if torch.cuda else (f"ROCm {torch.hip}" if torch.hip else "CPU-only")
         git = f", git {torch.git_version[:10]}" if torch.git_version else ""
-        table.add_row("torch build", f"{torch.version} ({build}{git})", origin.get("torch", origin.get("pkg.torch", "")))
+        table.add_row(
+            "torch build", f"{torch.version} ({build}{git})", origin.get("torch", origin.get("pkg.torch", ""))
+        )
     out.print(table)
 
     if env.packages is not None:

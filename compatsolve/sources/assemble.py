@@ -9,7 +9,7 @@ only when no package source is given either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from compatsolve.environment import Environment, Notice, RunSettings, merge
@@ -29,7 +29,7 @@ class EnvironmentRequest:
     locks: tuple[str, ...] = ()
     python_path: str | None = None
     site_packages: tuple[str, ...] = ()
-    run: RunSettings = RunSettings()
+    run: RunSettings = field(default_factory=RunSettings)
     lenient: bool = False  # audit/diagnose: unresolvable facts become warnings, not errors
 
     @property
@@ -38,8 +38,14 @@ class EnvironmentRequest:
 
     @property
     def packages_given(self) -> bool:
-        return bool(self.requirements or self.locks or self.python_path or self.site_packages
-                    or self.reports or self.from_files)  # fmt: skip
+        return bool(
+            self.requirements
+            or self.locks
+            or self.python_path
+            or self.site_packages
+            or self.reports
+            or self.from_files
+        )
 
 
 def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Environment]:
@@ -64,8 +70,11 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
         for d in dirs:
             if not d.is_dir():
                 raise InputError(f"--site-packages {d}: not a directory")
-        shared.append(probe_site_packages(dirs, python_version=None, python_abi=None,
-                                          executable=None, source="--site-packages"))  # fmt: skip
+        shared.append(
+            probe_site_packages(
+                dirs, python_version=None, python_abi=None, executable=None, source="--site-packages"
+            )
+        )
     elif not request.packages_given and not request.targets and not request.python_path:
         shared.append(probe_python_here())
     shared += [declared.parse_requirements_file(p) for p in request.requirements]
@@ -74,14 +83,21 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
         shared.append(declared.parse_with(list(request.with_packages), lenient=request.lenient))
     run_layer = Environment(run=_resolve_model(request, kb))
     if request.run.model and run_layer.run.model is None:
-        run_layer = replace(run_layer, notices=(Notice(
-            source="--model", severity="warning",
-            message=f"unknown model {request.run.model!r}: model checks are skipped"),))  # fmt: skip
+        run_layer = replace(
+            run_layer,
+            notices=(
+                Notice(
+                    source="--model",
+                    severity="warning",
+                    message=f"unknown model {request.run.model!r}: model checks are skipped",
+                ),
+            ),
+        )
 
     # Reports and declared packages describe the software; snapshots and targets the machine.
     # Targets are explicit flags, so they are layered last, above report facts.
     from_envs = [m for m in machines[: len(request.from_files)]]
-    target_envs = machines[len(request.from_files):]
+    target_envs = machines[len(request.from_files) :]
     if not machines:
         return [finish(merge(*shared, run_layer), kb)]
     results = []
@@ -97,8 +113,9 @@ def _other_interpreter(python: Path) -> Environment:
     from compatsolve.sources.probe import probe_site_packages
 
     dirs, version = site_dirs_of_interpreter(python)
-    return probe_site_packages(dirs, python_version=version, python_abi=None,
-                               executable=str(python), source=f"--python {python}")  # fmt: skip
+    return probe_site_packages(
+        dirs, python_version=version, python_abi=None, executable=str(python), source=f"--python {python}"
+    )
 
 
 def _resolve_model(request: EnvironmentRequest, kb: Knowledge) -> RunSettings:
@@ -122,16 +139,23 @@ def finish(env: Environment, kb: Knowledge) -> Environment:
         for gpu in env.gpus:
             model = kb.gpu(gpu.catalog_id or gpu.name)
             if model is not None:
-                gpu = replace(gpu, catalog_id=model.id, cc=gpu.cc or model.cc,
-                              memory_total_mib=gpu.memory_total_mib or (
-                                  int(model.memory_gib * 1024) if model.memory_gib else None))  # fmt: skip
+                gpu = replace(
+                    gpu,
+                    catalog_id=model.id,
+                    cc=gpu.cc or model.cc,
+                    memory_total_mib=gpu.memory_total_mib
+                    or (int(model.memory_gib * 1024) if model.memory_gib else None),
+                )
             gpus.append(gpu)
         env = replace(env, gpus=tuple(gpus))
     if env.driver_version and not env.driver_cuda:
         derived = max_cuda_for_driver(env.driver_version, env.os_name, kb)
         if derived:
-            env = replace(env, driver_cuda=derived, origins={
-                **env.origins, "driver_cuda": "derived from the driver via knowledge/cuda.toml"})
+            env = replace(
+                env,
+                driver_cuda=derived,
+                origins={**env.origins, "driver_cuda": "derived from the driver via knowledge/cuda.toml"},
+            )
     return env
 
 
@@ -150,4 +174,3 @@ def max_cuda_for_driver(driver: str, os_name: str | None, kb: Knowledge) -> str 
         if best is None or release_v > best:
             best = release_v
     return str(best) if best is not None else None
-

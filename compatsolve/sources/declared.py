@@ -39,8 +39,13 @@ def parse_with(values: list[str], *, lenient: bool = False) -> Environment:
             if not lenient:
                 first = str(exc).splitlines()[0] if str(exc) else "expected NAME==VERSION"
                 raise InputError(f"--with {value!r}: {first}") from None
-            notices.append(Notice(source="--with", severity="warning",
-                                  message=f"--with {value!r} is not NAME==VERSION; ignored"))  # fmt: skip
+            notices.append(
+                Notice(
+                    source="--with",
+                    severity="warning",
+                    message=f"--with {value!r} is not NAME==VERSION; ignored",
+                )
+            )
             continue
         packages.append(Package(name=canonicalize_name(req.name), version=version))
     return Environment(notices=tuple(notices)).with_packages(packages, "--with", complete=False)
@@ -57,8 +62,9 @@ def parse_requirements_text(text: str, origin: str, _depth: int = 0) -> Environm
             option, _, rest = line.partition(" ")
             if option in ("-r", "--requirement", "-c", "--constraint") and _depth < 5:
                 nested = Path(origin).parent / rest.strip()
-                inner = parse_requirements_text(read_text_input(str(nested), "requirements"),
-                                                str(nested), _depth + 1)  # fmt: skip
+                inner = parse_requirements_text(
+                    read_text_input(str(nested), "requirements"), str(nested), _depth + 1
+                )
                 packages.extend((inner.packages or {}).values())
                 notices.extend(inner.notices)
             continue  # index options, --hash lines, editable installs: not packages
@@ -70,8 +76,13 @@ def parse_requirements_text(text: str, origin: str, _depth: int = 0) -> Environm
         version = pinned(req)
         if version is None:
             what = f"{req.name}{req.specifier}" if req.specifier else req.name
-            notices.append(Notice(source=origin, message=f"line {number}: {what} is not pinned; "
-                                  "only exact pins (==) are judged", severity="info"))  # fmt: skip
+            notices.append(
+                Notice(
+                    source=origin,
+                    message=f"line {number}: {what} is not pinned; only exact pins (==) are judged",
+                    severity="info",
+                )
+            )
             continue
         packages.append(Package(name=canonicalize_name(req.name), version=version))
     env = Environment(notices=tuple(notices))

@@ -68,7 +68,7 @@ def iter_distributions(site_packages: Path) -> Iterator[Package]:
             name=canonicalize_name(name),
             version=version,
             requires=tuple(headers.get("requires-dist", ())),
-            requires_python=(headers.get("requires-python") or [None])[0],
+            requires_python=next(iter(headers.get("requires-python") or ()), None),
             installer=installer,
         )
 

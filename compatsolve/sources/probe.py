@@ -8,6 +8,7 @@ never crashes. Nothing here imports torch or any package being judged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,10 +27,20 @@ from compatsolve.environment import Environment, Gpu, Notice
 from compatsolve.sources import installed
 
 ENV_VAR_NAMES = frozenset(
-    {"CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
-     "PYTORCH_CUDA_ALLOC_CONF", "HF_HUB_OFFLINE", "TORCH_CUDA_ARCH_LIST", "HF_HOME",
-     "TRANSFORMERS_OFFLINE", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS"}
-)  # fmt: skip
+    {
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "CUDA_VISIBLE_DEVICES",
+        "LD_LIBRARY_PATH",
+        "PYTORCH_CUDA_ALLOC_CONF",
+        "HF_HUB_OFFLINE",
+        "TORCH_CUDA_ARCH_LIST",
+        "HF_HOME",
+        "TRANSFORMERS_OFFLINE",
+        "CUDA_DEVICE_ORDER",
+        "OMP_NUM_THREADS",
+    }
+)
 ENV_VAR_PREFIXES = ("VLLM_", "NCCL_", "SGLANG_", "TORCH_NCCL_")
 SMI_QUERY = "index,name,compute_cap,memory.total,memory.free,driver_version"
 SUBPROCESS_TIMEOUT = 10.0
@@ -40,9 +51,7 @@ Runner = Callable[[list[str]], str | None]
 def run_command(argv: list[str]) -> str | None:
     """Run a read-only tool; None when it is missing, fails or hangs."""
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
-        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -55,14 +64,16 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def probe_nvml(nvml: ModuleType | None = None) -> Environment:
-    """GPUs, driver and the driver's CUDA version from NVML (`nvml` may be a test double)."""
+def probe_nvml(module: ModuleType | None = None) -> Environment:
+    """GPUs, driver and the driver's CUDA version from NVML (`module` may be a test double)."""
     source = "nvml"
+    nvml: Any = module
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml as loaded
         except ImportError:
             return Environment(notices=(Notice(source=source, message="nvidia-ml-py is not installed"),))
+        nvml = loaded
     try:
         nvml.nvmlInit()
     except Exception as exc:  # NVMLError subclasses, or OSError from a missing libnvidia-ml
@@ -88,13 +99,9 @@ def probe_nvml(nvml: ModuleType | None = None) -> Environment:
     except Exception as exc:
         return Environment(notices=(_nvml_notice(exc),))
     finally:
-        try:
+        with contextlib.suppress(Exception):
             nvml.nvmlShutdown()
-        except Exception:
-            pass
-    return Environment.from_source(
-        source, gpus=tuple(gpus), driver_version=driver, driver_cuda=driver_cuda
-    )
+    return Environment.from_source(source, gpus=tuple(gpus), driver_version=driver, driver_cuda=driver_cuda)
 
 
 def _nvml_notice(exc: BaseException) -> Notice:
@@ -102,8 +109,10 @@ def _nvml_notice(exc: BaseException) -> Notice:
     severity = "error" if "mismatch" in message.lower() else "warning"
     hint = ""
     if "mismatch" in message.lower():
-        hint = (" — the loaded kernel module and the user-space driver differ (usually after a "
-                "driver upgrade without reboot); reboot or reload the nvidia kernel modules")
+        hint = (
+            " — the loaded kernel module and the user-space driver differ (usually after a "
+            "driver upgrade without reboot); reboot or reload the nvidia kernel modules"
+        )
     return Notice(source="nvml", message=f"NVML failed: {message}{hint}", severity=severity)
 
 
@@ -128,7 +137,7 @@ def parse_smi_query(text: str) -> tuple[tuple[Gpu, ...], str | None]:
     gpus, driver = [], None
     for line in text.strip().splitlines():
         cells = [c.strip() for c in line.split(",")]
-        if len(cells) < 6 or not cells[0].isdigit():
+        if len(cells) < 6 or not re.fullmatch(r"[0-9]+", cells[0]):
             continue
         gpus.append(
             Gpu(
@@ -158,7 +167,9 @@ def probe_smi(run: Runner = run_command) -> Environment:
         return Environment()
     out = run(["nvidia-smi", f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"])
     if out is None:
-        return Environment(notices=(Notice(source="nvidia-smi", message="nvidia-smi failed", severity="warning"),))
+        return Environment(
+            notices=(Notice(source="nvidia-smi", message="nvidia-smi failed", severity="warning"),)
+        )
     gpus, driver = parse_smi_query(out)
     header = run(["nvidia-smi"]) or ""
     cuda = _SMI_CUDA.search(header)
@@ -167,8 +178,11 @@ def probe_smi(run: Runner = run_command) -> Environment:
     )
 
 
-def probe_gpus(nvml: ModuleType | None = None, run: Runner = run_command,
-               proc: Path = Path("/proc/driver/nvidia/version")) -> Environment:  # fmt: skip
+def probe_gpus(
+    nvml: ModuleType | None = None,
+    run: Runner = run_command,
+    proc: Path = Path("/proc/driver/nvidia/version"),
+) -> Environment:
     """NVML, else /proc for the driver plus nvidia-smi for the GPUs; no GPU is a plain answer."""
     from compatsolve.environment import merge
 
@@ -207,8 +221,9 @@ def probe_toolkit(environ: dict[str, str], run: Runner = run_command) -> Environ
             version = data["cuda"]["version"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        return Environment.from_source(f"{root}/version.json", toolkit_cuda=str(version),
-                                       cuda_home=home or str(root))  # fmt: skip
+        return Environment.from_source(
+            f"{root}/version.json", toolkit_cuda=str(version), cuda_home=home or str(root)
+        )
     return Environment.from_source("environment", cuda_home=home)
 
 
@@ -221,12 +236,18 @@ def probe_system(environ: dict[str, str]) -> Environment:
     if os_name == "linux" and ("microsoft" in release.lower() or Path("/usr/lib/wsl/lib").is_dir()):
         os_name = "wsl"
         has_libcuda = any(Path("/usr/lib/wsl/lib").glob("libcuda.so*"))
-        notices.append(Notice(source="probe", message="WSL2 detected" + (
-            " (libcuda from the Windows driver under /usr/lib/wsl/lib)" if has_libcuda
-            else "; no libcuda under /usr/lib/wsl/lib: the Windows NVIDIA driver is not exposed")))
-    env_vars = {
-        k: v for k, v in environ.items() if k in ENV_VAR_NAMES or k.startswith(ENV_VAR_PREFIXES)
-    }
+        notices.append(
+            Notice(
+                source="probe",
+                message="WSL2 detected"
+                + (
+                    " (libcuda from the Windows driver under /usr/lib/wsl/lib)"
+                    if has_libcuda
+                    else "; no libcuda under /usr/lib/wsl/lib: the Windows NVIDIA driver is not exposed"
+                ),
+            )
+        )
+    env_vars = {k: v for k, v in environ.items() if k in ENV_VAR_NAMES or k.startswith(ENV_VAR_PREFIXES)}
     return Environment.from_source(
         "probe",
         os_name=os_name,
@@ -239,9 +260,11 @@ def probe_system(environ: dict[str, str]) -> Environment:
 
 
 def probe_python_here() -> Environment:
-    site_dirs = [Path(p) for p in dict.fromkeys(
-        [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    ) if Path(p).is_dir()]  # fmt: skip
+    site_dirs = [
+        Path(p)
+        for p in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+        if Path(p).is_dir()
+    ]
     return probe_site_packages(
         site_dirs,
         python_version=platform.python_version(),
@@ -259,9 +282,14 @@ def _abi_tag() -> str:
     return f"{prefix}{digits}{threaded}"
 
 
-def probe_site_packages(site_dirs: list[Path], *, python_version: str | None,
-                        python_abi: str | None, executable: str | None,
-                        source: str) -> Environment:  # fmt: skip
+def probe_site_packages(
+    site_dirs: list[Path],
+    *,
+    python_version: str | None,
+    python_abi: str | None,
+    executable: str | None,
+    source: str,
+) -> Environment:
     base = Environment.from_source(
         source,
         python_version=python_version,

@@ -21,9 +21,18 @@ from compatsolve.versions import leading_version, parse_version
 MAX_REPORT_CHARS = 5_000_000
 
 # Names reports use for distributions, mapped to PyPI names.
-ALIASES = {"pytorch": "torch", "huggingface_hub": "huggingface-hub", "hf_hub": "huggingface-hub",
-           "vllm_flash_attn": "vllm-flash-attn", "flash_attn": "flash-attn",
-           "pytorch-cuda": "", "cudatoolkit": "", "python": "", "cuda": "", "nvidia-smi": ""}  # fmt: skip
+ALIASES = {
+    "pytorch": "torch",
+    "huggingface_hub": "huggingface-hub",
+    "hf_hub": "huggingface-hub",
+    "vllm_flash_attn": "vllm-flash-attn",
+    "flash_attn": "flash-attn",
+    "pytorch-cuda": "",
+    "cudatoolkit": "",
+    "python": "",
+    "cuda": "",
+    "nvidia-smi": "",
+}
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _VERSION = r"\d+(?:\.\d+)*(?:[a-zA-Z0-9.+!_-]*)"
 
@@ -219,7 +228,11 @@ def _(m: re.Match[str], c: _Collected) -> None:
 SMI = "nvidia-smi"
 
 
-@_on(SMI, r"NVIDIA-SMI\s+(\d+\.\d+(?:\.\d+)?)\s+Driver Version:\s*(\d+\.\d+(?:\.\d+)?)(?:\s+CUDA Version:\s*(\d+\.\d+))?")
+@_on(
+    SMI,
+    r"NVIDIA-SMI\s+(\d+\.\d+(?:\.\d+)?)\s+Driver Version:\s*(\d+\.\d+(?:\.\d+)?)"
+    r"(?:\s+CUDA Version:\s*(\d+\.\d+))?",
+)
 def _(m: re.Match[str], c: _Collected) -> None:
     c.put("driver_version", m.group(2), SMI, override=True)
     if m.group(3):
@@ -237,8 +250,7 @@ def _(m: re.Match[str], c: _Collected) -> None:
     last = c.values.get("_smi_last_gpu")
     if last is not None:
         index = int(last[0])  # type: ignore[call-overload]
-        c.gpu(index, SMI, memory_total_mib=int(m.group(2)),
-              memory_free_mib=int(m.group(2)) - int(m.group(1)))  # fmt: skip
+        c.gpu(index, SMI, memory_total_mib=int(m.group(2)), memory_free_mib=int(m.group(2)) - int(m.group(1)))
 
 
 # ---- nvcc --version
@@ -259,7 +271,9 @@ def _strip_uuid(name: str) -> str:
 
 _PIP_LIST_HEADER = re.compile(r"^Package\s+Version(\s+.*)?$")
 _CONDA_HEADER = re.compile(r"^#\s*Name\s+Version\s+Build(\s+Channel)?\s*$")
-_TWO_TOKENS = re.compile(rf"^({_NAME})\s+v?(\d+(?:\.\d+)+(?:[a-zA-Z0-9.+!_-]*))(?:\s+(\S+))?(?:\s+(\S+))?\s*$")
+_TWO_TOKENS = re.compile(
+    rf"^({_NAME})\s+v?(\d+(?:\.\d+)+(?:[a-zA-Z0-9.+!_-]*))(?:\s+(\S+))?(?:\s+(\S+))?\s*$"
+)
 
 
 def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
@@ -310,13 +324,23 @@ def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
             name = str(raw.get("name") or "unknown GPU")
             model = catalog.gpu(name) if catalog is not None else None  # type: ignore[attr-defined]
             if model is None and catalog is not None:
-                notices.append(Notice(source=origin, severity="warning",
-                                      message=f"GPU {name!r} is not in the GPU catalog: its compute "
-                                              "capability is unknown"))  # fmt: skip
-            built.append(Gpu(index=index, name=name, cc=model.cc if model else None,
-                             catalog_id=model.id if model else None,
-                             memory_total_mib=raw.get("memory_total_mib"),  # type: ignore[arg-type]
-                             memory_free_mib=raw.get("memory_free_mib")))  # type: ignore[arg-type]  # fmt: skip
+                notices.append(
+                    Notice(
+                        source=origin,
+                        severity="warning",
+                        message=f"GPU {name!r} is not in the GPU catalog: its compute capability is unknown",
+                    )
+                )
+            built.append(
+                Gpu(
+                    index=index,
+                    name=name,
+                    cc=model.cc if model else None,
+                    catalog_id=model.id if model else None,
+                    memory_total_mib=_int(raw.get("memory_total_mib")),
+                    memory_free_mib=_int(raw.get("memory_free_mib")),
+                )
+            )  # type: ignore[arg-type]
         gpus = tuple(built)
         origins["gpus"] = f"{origin} ({c.gpu_layout})"
     torch_cuda = values.pop("torch_cuda", None)
@@ -327,13 +351,18 @@ def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
     origins.update({f"pkg.{name}": f"{origin} ({layout})" for name, (_, layout) in c.packages.items()})
     torch = None
     if "torch" in packages and (torch_cuda or torch_hip):
-        torch = TorchBuild(version=packages["torch"].version,
-                           cuda=None if torch_cuda in (None, "none") else str(torch_cuda),
-                           hip=str(torch_hip) if torch_hip else None)  # fmt: skip
+        torch = TorchBuild(
+            version=packages["torch"].version,
+            cuda=None if torch_cuda in (None, "none") else str(torch_cuda),
+            hip=str(torch_hip) if torch_hip else None,
+        )
         origins["torch"] = f"{origin} (collect_env)"
     if not c.layouts:
-        notices.append(Notice(source=origin, severity="warning",
-                              message="no environment facts recognised in this report"))  # fmt: skip
+        notices.append(
+            Notice(
+                source=origin, severity="warning", message="no environment facts recognised in this report"
+            )
+        )
     else:
         notices.append(Notice(source=origin, message="recognised: " + ", ".join(sorted(c.layouts))))
     return Environment(
@@ -354,3 +383,7 @@ def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
 
 def _s(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) else None

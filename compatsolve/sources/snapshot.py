@@ -26,9 +26,17 @@ def to_document(env: Environment, facts: Mapping[str, Any] | None = None) -> dic
         "schema": SNAPSHOT_SCHEMA,
         "tool": f"compatsolve {__version__}",
         "machine": {
-            "gpus": None if env.gpus is None else [
-                {"index": g.index, "name": g.name, "cc": g.cc, "memory_total_mib": g.memory_total_mib,
-                 "memory_free_mib": g.memory_free_mib, "catalog_id": g.catalog_id}
+            "gpus": None
+            if env.gpus is None
+            else [
+                {
+                    "index": g.index,
+                    "name": g.name,
+                    "cc": g.cc,
+                    "memory_total_mib": g.memory_total_mib,
+                    "memory_free_mib": g.memory_free_mib,
+                    "catalog_id": g.catalog_id,
+                }
                 for g in env.gpus
             ],
             "driver": {"version": env.driver_version, "cuda": env.driver_cuda},
@@ -36,25 +44,33 @@ def to_document(env: Environment, facts: Mapping[str, Any] | None = None) -> dic
             "os": {"name": env.os_name, "release": env.os_release, "arch": env.arch},
             "glibc": env.glibc,
         },
-        "python": {"version": env.python_version, "abi": env.python_abi,
-                   "executable": env.python_executable},
-        "torch": None if env.torch is None else {
-            "version": env.torch.version, "cuda": env.torch.cuda,
-            "git_version": env.torch.git_version, "hip": env.torch.hip,
+        "python": {"version": env.python_version, "abi": env.python_abi, "executable": env.python_executable},
+        "torch": None
+        if env.torch is None
+        else {
+            "version": env.torch.version,
+            "cuda": env.torch.cuda,
+            "git_version": env.torch.git_version,
+            "hip": env.torch.hip,
         },
-        "packages": None if env.packages is None else [
-            {"name": p.name, "version": p.version, "requires": list(p.requires),
-             "requires_python": p.requires_python}
+        "packages": None
+        if env.packages is None
+        else [
+            {
+                "name": p.name,
+                "version": p.version,
+                "requires": list(p.requires),
+                "requires_python": p.requires_python,
+            }
             for p in sorted(env.packages.values(), key=lambda p: p.name)
         ],
         "packages_complete": env.packages_complete,
         "env": None if env.env_vars is None else dict(sorted(env.env_vars.items())),
         "run": {k: getattr(env.run, k) for k in RunSettings.__dataclass_fields__},
-        "notices": [{"source": n.source, "message": n.message, "severity": n.severity}
-                    for n in env.notices],
+        "notices": [{"source": n.source, "message": n.message, "severity": n.severity} for n in env.notices],
         "origins": dict(sorted(env.origins.items())),
         "facts": dict(sorted(facts.items())) if facts is not None else None,
-    }  # fmt: skip
+    }
 
 
 class _Reader:
@@ -106,11 +122,16 @@ def from_document(doc: Any, origin: str) -> Environment:
             if not name:
                 raise r.fail(f"{w}.name", "a GPU name")
             index = r.integer(raw.get("index"), f"{w}.index")
-            gpus.append(Gpu(index=i if index is None else index, name=name,
-                            cc=r.text(raw.get("cc"), f"{w}.cc"),
-                            memory_total_mib=r.integer(raw.get("memory_total_mib"), f"{w}.memory_total_mib"),
-                            memory_free_mib=r.integer(raw.get("memory_free_mib"), f"{w}.memory_free_mib"),
-                            catalog_id=r.text(raw.get("catalog_id"), f"{w}.catalog_id")))  # fmt: skip
+            gpus.append(
+                Gpu(
+                    index=i if index is None else index,
+                    name=name,
+                    cc=r.text(raw.get("cc"), f"{w}.cc"),
+                    memory_total_mib=r.integer(raw.get("memory_total_mib"), f"{w}.memory_total_mib"),
+                    memory_free_mib=r.integer(raw.get("memory_free_mib"), f"{w}.memory_free_mib"),
+                    catalog_id=r.text(raw.get("catalog_id"), f"{w}.catalog_id"),
+                )
+            )
     driver = r.table(machine.get("driver"), "machine.driver")
     toolkit = r.table(machine.get("toolkit"), "machine.toolkit")
     os_info = r.table(machine.get("os"), "machine.os")
@@ -121,9 +142,12 @@ def from_document(doc: Any, origin: str) -> Environment:
         t = r.table(torch_raw, "torch")
         version = r.text(t.get("version"), "torch.version")
         if version:
-            torch = TorchBuild(version=version, cuda=r.text(t.get("cuda"), "torch.cuda"),
-                               git_version=r.text(t.get("git_version"), "torch.git_version"),
-                               hip=r.text(t.get("hip"), "torch.hip"))  # fmt: skip
+            torch = TorchBuild(
+                version=version,
+                cuda=r.text(t.get("cuda"), "torch.cuda"),
+                git_version=r.text(t.get("git_version"), "torch.git_version"),
+                hip=r.text(t.get("hip"), "torch.hip"),
+            )
     packages = None
     if doc.get("packages") is not None:
         if not isinstance(doc["packages"], list):
@@ -138,8 +162,12 @@ def from_document(doc: Any, origin: str) -> Environment:
             requires = raw.get("requires") or []
             if not isinstance(requires, list) or not all(isinstance(x, str) for x in requires):
                 raise r.fail(f"{w}.requires", "a list of strings")
-            packages[name] = Package(name=name, version=version, requires=tuple(requires),
-                                     requires_python=r.text(raw.get("requires_python"), f"{w}.requires_python"))  # fmt: skip
+            packages[name] = Package(
+                name=name,
+                version=version,
+                requires=tuple(requires),
+                requires_python=r.text(raw.get("requires_python"), f"{w}.requires_python"),
+            )
     env_vars = doc.get("env")
     if env_vars is not None and (
         not isinstance(env_vars, dict) or not all(isinstance(v, str) for v in env_vars.values())
@@ -150,15 +178,23 @@ def from_document(doc: Any, origin: str) -> Environment:
     for key in RunSettings.__dataclass_fields__:
         value = run_raw.get(key)
         if value is not None:
-            run_values[key] = r.integer(value, f"run.{key}") if key in ("tp", "pp", "context") else r.text(value, f"run.{key}")
+            run_values[key] = (
+                r.integer(value, f"run.{key}")
+                if key in ("tp", "pp", "context")
+                else r.text(value, f"run.{key}")
+            )
     raw_notices = doc.get("notices") or []
     if not isinstance(raw_notices, list):
         raise r.fail("notices", "a list")
     notices = tuple(
-        Notice(source=str(n.get("source", "")), message=str(n.get("message", "")),
-               severity=str(n.get("severity", "info")))
-        for n in raw_notices if isinstance(n, dict)
-    )  # fmt: skip
+        Notice(
+            source=str(n.get("source", "")),
+            message=str(n.get("message", "")),
+            severity=str(n.get("severity", "info")),
+        )
+        for n in raw_notices
+        if isinstance(n, dict)
+    )
     origins = {str(k): f"{origin} ← {v}" for k, v in r.table(doc.get("origins"), "origins").items()}
     return Environment(
         gpus=tuple(gpus) if gpus is not None else None,

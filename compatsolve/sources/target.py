@@ -16,10 +16,24 @@ from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge
 
 KEYS = ("gpu", "count", "cc", "vram", "driver", "cuda", "toolkit", "python", "os", "arch", "glibc")
-OS_NAMES = {"linux": "linux", "windows": "windows", "win": "windows", "wsl": "wsl",
-            "wsl2": "wsl", "macos": "macos", "darwin": "macos", "mac": "macos"}  # fmt: skip
-ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "aarch64": "aarch64",
-          "arm64": "aarch64", "sbsa": "aarch64"}  # fmt: skip
+OS_NAMES = {
+    "linux": "linux",
+    "windows": "windows",
+    "win": "windows",
+    "wsl": "wsl",
+    "wsl2": "wsl",
+    "macos": "macos",
+    "darwin": "macos",
+    "mac": "macos",
+}
+ARCHES = {
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "aarch64": "aarch64",
+    "arm64": "aarch64",
+    "sbsa": "aarch64",
+}
 _DOTTED = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 _CC = re.compile(r"[0-9]{1,2}\.[0-9]")
 
@@ -81,22 +95,37 @@ def _build(values: dict[str, str], kb: Knowledge, lenient: bool) -> Environment:
             model = kb.gpu(name)
             if model is None:
                 close = kb.gpu_suggestions(name)
-                hint = f"; did you mean: {', '.join(close)}?" if close else " (knowledge/gpus.toml lists them)"
+                hint = (
+                    f"; did you mean: {', '.join(close)}?" if close else " (knowledge/gpus.toml lists them)"
+                )
                 if not lenient:
                     raise InputError(f"--target: unknown GPU {name!r}{hint}")
-                notices.append(Notice(source="--target", severity="warning",
-                                      message=f"GPU {name!r} is not in the GPU catalog{hint}"))  # fmt: skip
+                notices.append(
+                    Notice(
+                        source="--target",
+                        severity="warning",
+                        message=f"GPU {name!r} is not in the GPU catalog{hint}",
+                    )
+                )
             memory = vram if vram is not None else (model.memory_gib if model else None)
             fields["gpus"] = tuple(
-                Gpu(index=i, name=model.name if model else name, cc=cc or (model.cc if model else None),
+                Gpu(
+                    index=i,
+                    name=model.name if model else name,
+                    cc=cc or (model.cc if model else None),
                     catalog_id=model.id if model else None,
-                    memory_total_mib=int(memory * 1024) if memory else None)  # fmt: skip
+                    memory_total_mib=int(memory * 1024) if memory else None,
+                )
                 for i in range(count or 1)
             )
     elif cc is not None or count is not None or vram is not None:
         fields["gpus"] = tuple(
-            Gpu(index=i, name=f"GPU (cc {cc or 'unknown'})", cc=cc,
-                memory_total_mib=int(vram * 1024) if vram else None)  # fmt: skip
+            Gpu(
+                index=i,
+                name=f"GPU (cc {cc or 'unknown'})",
+                cc=cc,
+                memory_total_mib=int(vram * 1024) if vram else None,
+            )
             for i in range(count or 1)
         )
     if "driver" in values:
