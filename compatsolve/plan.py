@@ -667,6 +667,7 @@ def make_plan(
             plan.derivation.append(f"[{engine}] settings: {problem['summary']}")
             continue
         plan.feasible = True
+        pins = with_torch_companions(pins)
         plan.pins = sorted(pins.values(), key=lambda c: c.name)
         plan.packages = [_package_entry(c, pins, machines, kb, request, engine) for c in plan.pins]
         plan.settings = {k: v for k, v in settings.items() if k != "model_repo"}
@@ -685,6 +686,22 @@ def make_plan(
     if try_alternatives:
         plan.alternatives = alternatives(request, envs, kb, snapshot, machines, first_conflict or {})
     return plan
+
+
+TORCH_COMPANIONS = ("torchvision", "torchaudio")
+
+
+def with_torch_companions(pins: Mapping[str, Candidate]) -> dict[str, Candidate]:
+    """torchvision/torchaudio carry CUDA kernels too: they come from torch's index, as the same
+    CUDA build (`0.19.0+cu118` beside `torch 2.4.0+cu118`), never PyPI's build for another CUDA."""
+    out = dict(pins)
+    torch = pins.get("torch")
+    if torch is None or torch.index_url == PYPI_INDEX or not torch.variant:
+        return out
+    for name in TORCH_COMPANIONS:
+        if name in out:
+            out[name] = replace(out[name], variant=torch.variant, index_url=torch.index_url, wheels=())
+    return out
 
 
 def _default_engines(request: PlanRequest, machines: Sequence[Machine]) -> list[str]:
@@ -732,6 +749,8 @@ def _package_entry(
             reasons.append(
                 f"this build is on the PyTorch index ({cand.index_url}); its hashes are not in the snapshot"
             )
+    if cand.name in TORCH_COMPANIONS and cand.variant:
+        reasons.append(f"the {cand.variant} build from torch's index, matching torch's CUDA")
     if cand.name == request.engine or cand.name == engine:
         reasons.append(f"engine: {engine}")
     if cand.name == "transformers" and request.model.min_transformers:
