@@ -93,6 +93,10 @@ def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None
     )
     group.add_argument("--context", type=_positive_int, metavar="TOKENS")
     if not plan:
+        group.add_argument(
+            "--attention", choices=["flash_attention_2", "sdpa", "eager", "xformers", "flashinfer"]
+        )
+    if not plan:
         group.add_argument("--tp", type=_positive_int, metavar="N", help="tensor-parallel size")
 
 

@@ -23,6 +23,7 @@ def _request(args: argparse.Namespace, *, strict_model: bool) -> EnvironmentRequ
         method=getattr(args, "method", None),
         dtype=getattr(args, "dtype", None),
         quantization=quantization,
+        attention=getattr(args, "attention", None),
         tp=getattr(args, "tp", None),
         context=getattr(args, "context", None),
     )

@@ -12,7 +12,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from compatsolve.errors import KnowledgeError
-from compatsolve.knowledge import SPECIAL_COMPONENTS, Knowledge, Rule, parse_knowledge
+from compatsolve.knowledge import (
+    SPECIAL_COMPONENTS,
+    TAXONOMY_COMPONENTS_RE,
+    Knowledge,
+    Rule,
+    parse_knowledge,
+)
 from compatsolve.rules import parse_fact_test
 
 if sys.version_info >= (3, 11):
@@ -21,7 +27,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _PLACEHOLDER = re.compile(r"(?i)(xxx|nnn|todo|tbd|placeholder|example\.(com|org)|localhost|\.\.\.|<|>)")
-_NORMALIZED_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def bad_url(url: str) -> str | None:
@@ -62,7 +67,7 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
             if why:
                 problems.append(f"{rule.file}: rule {rule.id}: evidence {url!r}: {why}")
         for component in rule.components:
-            if component not in SPECIAL_COMPONENTS and not _NORMALIZED_NAME.match(component):
+            if component not in SPECIAL_COMPONENTS and not TAXONOMY_COMPONENTS_RE.match(component):
                 problems.append(
                     f"{rule.file}: rule {rule.id}: component {component!r} is not a "
                     "normalized PyPI name or a taxonomy component"

@@ -54,6 +54,8 @@ TIERS = frozenset({"metadata", "reported", "maintainer-confirmed", "reproduced"}
 SPECIAL_COMPONENTS = frozenset(
     {"driver", "gpu", "cuda-toolkit", "python", "glibc", "os", "model", "container-image"}
 )
+# A component is a normalized PyPI name or one of SPECIAL_COMPONENTS (shared/taxonomy.md).
+TAXONOMY_COMPONENTS_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ARCHITECTURES = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"})
 SEGMENTS = frozenset({"datacenter", "workstation", "consumer"})
 SCHEMA_VERSION = 1

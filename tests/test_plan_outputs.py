@@ -18,17 +18,37 @@ from packaging.requirements import Requirement
 from compatsolve.knowledge import load
 from compatsolve.snapshot import load_snapshot
 
-PYPI_ONLY = ["--model", "qwen2.5-3b-instruct", "--stage", "inference", "--engine", "transformers",
-             "--target", "A100-80GB,driver=550.54.15,python=3.11"]  # fmt: skip
+PYPI_ONLY = [
+    "--model",
+    "qwen2.5-3b-instruct",
+    "--stage",
+    "inference",
+    "--engine",
+    "transformers",
+    "--target",
+    "A100-80GB,driver=550.54.15,python=3.11",
+]
 # driver 520 supports CUDA <= 11.8: torch's cu118 builds, which live on the PyTorch index only
-TORCH_INDEX = ["--model", "qwen2.5-3b-instruct", "--stage", "inference",
-               "--target", "Tesla T4,driver=520.61.05,python=3.10"]  # fmt: skip
+TORCH_INDEX = [
+    "--model",
+    "qwen2.5-3b-instruct",
+    "--stage",
+    "inference",
+    "--target",
+    "Tesla T4,driver=520.61.05,python=3.10",
+]
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.run([sys.executable, "-m", "compatsolve", "plan", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "compatsolve", "plan", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _pins(text: str) -> dict[str, Requirement]:
@@ -129,9 +149,29 @@ def test_uv_accepts_requirements_and_reads_pylock(tmp_path: Path) -> None:
     assert run(*PYPI_ONLY, "-o", "req.txt", "--format", "requirements", cwd=tmp_path).returncode == 0
     assert run(*PYPI_ONLY, "-o", "pylock.toml", "--format", "pylock", cwd=tmp_path).returncode == 0
     platform = ["--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28"]
-    compiled = subprocess.run(["uv", "pip", "compile", "req.txt", *platform, "-q"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    compiled = subprocess.run(
+        ["uv", "pip", "compile", "req.txt", *platform, "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert compiled.returncode == 0, compiled.stderr
-    dry = subprocess.run(["uv", "pip", "install", "--dry-run", *platform, "--target", str(tmp_path / "t"),
-                          "-r", "pylock.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    dry = subprocess.run(
+        [
+            "uv",
+            "pip",
+            "install",
+            "--dry-run",
+            *platform,
+            "--target",
+            str(tmp_path / "t"),
+            "-r",
+            "pylock.toml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert dry.returncode == 0, dry.stderr

@@ -1,0 +1,216 @@
+"""audit / diagnose end to end through the CLI: the JSON contract, exit codes, Markdown, and
+robustness of the error/log input (fuzzed: never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compatsolve import diagnose as diagnosing
+from compatsolve.knowledge import KINDS, TAXONOMY_COMPONENTS_RE, load
+
+ROOT = Path(__file__).resolve().parent.parent
+FINDING_KEYS = {
+    "rule",
+    "kind",
+    "severity",
+    "components",
+    "title",
+    "explanation",
+    "fix",
+    "evidence",
+    "confidence",
+    "explains_error",
+}
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "compatsolve", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_audit_json_contract_and_exit_code_on_a_known_failure() -> None:
+    done = cli(
+        "audit",
+        "--target",
+        "Tesla T4,driver=535.104.05",
+        "--with",
+        "vllm==0.6.3",
+        "--with",
+        "torch==2.5.1",
+        "--model",
+        "qwen2.5-7b-instruct",
+        "--stage",
+        "inference",
+        "--engine",
+        "vllm",
+        "--dtype",
+        "bfloat16",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["schema"] == "compatsolve.findings/1"
+    assert doc["environment"]["gpu.cc"] == "7.5"
+    rules = {f["rule"] for f in doc["findings"]}
+    assert "requires-dist" in rules  # vllm 0.6.3 pins torch==2.4.0 (snapshot metadata)
+    for finding in doc["findings"]:
+        assert set(finding) == FINDING_KEYS
+        assert finding["kind"] in KINDS and finding["severity"] in ("error", "warning", "info")
+        assert finding["explains_error"] is None
+        assert all(TAXONOMY_COMPONENTS_RE.match(c) for c in finding["components"])
+    kinds = {f["kind"] for f in doc["findings"] if f["severity"] == "error"}
+    assert "dtype-unsupported-on-gpu" in kinds
+
+
+def test_audit_clean_environment_exits_zero() -> None:
+    done = cli(
+        "audit", "--target", "A100-80GB,driver=550.54.15", "--with", "torch==2.4.0+cu121", "--format", "json"
+    )
+    doc = json.loads(done.stdout)
+    assert done.returncode == (1 if any(f["severity"] == "error" for f in doc["findings"]) else 0)
+    assert not [f for f in doc["findings"] if f["severity"] == "error"]
+
+
+def test_diagnose_ranks_from_the_message_alone() -> None:
+    done = cli(
+        "diagnose",
+        "--error",
+        "RuntimeError: FlashAttention only supports Ampere GPUs or newer.",
+        "--format",
+        "json",
+    )
+    doc = json.loads(done.stdout)
+    top = doc["findings"][0]
+    assert top["explains_error"] is True and top["kind"] == "gpu-arch-unsupported"
+    assert "flash-attn" in top["components"]
+
+
+def test_diagnose_facts_confirm_and_sharpen() -> None:
+    error = "RuntimeError: FlashAttention only supports Ampere GPUs or newer."
+    alone = json.loads(cli("diagnose", "--error", error, "--format", "json").stdout)["findings"][0]
+    confirmed = json.loads(
+        cli(
+            "diagnose",
+            "--error",
+            error,
+            "--target",
+            "Tesla T4",
+            "--with",
+            "flash-attn==2.5.8",
+            "--attention",
+            "flash_attention_2",
+            "--format",
+            "json",
+        ).stdout
+    )["findings"][0]
+    assert confirmed["rule"] == alone["rule"]
+    assert confirmed["confidence"] > alone["confidence"]
+    assert confirmed["severity"] == "error"
+
+
+def test_diagnose_facts_rule_a_cause_out() -> None:
+    error = "RuntimeError: FlashAttention only supports Ampere GPUs or newer."
+    done = cli(
+        "diagnose",
+        "--error",
+        error,
+        "--target",
+        "A100-80GB",
+        "--with",
+        "flash-attn==2.5.8",
+        "--format",
+        "json",
+    )
+    rules = [f["rule"] for f in json.loads(done.stdout)["findings"] if f["explains_error"]]
+    assert "flash-attn2-needs-ampere" not in rules
+
+
+def test_markdown_is_ready_to_paste() -> None:
+    done = cli(
+        "diagnose",
+        "--log",
+        "-",
+        "--format",
+        "markdown",
+        stdin="Traceback...\nImportError: libcudart.so.12: cannot open shared object file: No such file\n",
+    )
+    assert done.returncode in (0, 1)
+    assert done.stdout.startswith("### compatsolve report")
+    assert "<details><summary>Facts used</summary>" in done.stdout
+
+
+def test_non_environmental_error_explains_nothing() -> None:
+    done = cli(
+        "diagnose", "--error", "KeyError: 'input_ids' in my_dataset_collator at line 12", "--format", "json"
+    )
+    assert done.returncode == 0
+    assert not [f for f in json.loads(done.stdout)["findings"] if f["explains_error"]]
+
+
+def test_unusable_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    for args in (
+        ("diagnose",),
+        ("diagnose", "--log", str(tmp_path / "missing.log")),
+        ("audit", "--report", str(tmp_path / "nope.txt")),
+        ("diagnose", "--error", "x", "--log", "-"),
+    ):
+        done = cli(*args)
+        assert done.returncode == 2, args
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_unknown_model_and_gpu_are_warnings_in_audit() -> None:
+    done = cli("audit", "--target", "Imaginary GPU 9000", "--model", "no-such-model", "--format", "json")
+    doc = json.loads(done.stdout)
+    unresolved = [f for f in doc["findings"] if f["rule"] == "unresolved-fact"]
+    assert len(unresolved) >= 2 and all(f["severity"] == "warning" for f in unresolved)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=3000))
+def test_diagnose_never_raises_on_any_text(text: str) -> None:
+    found, ruled_out = diagnosing.diagnose(text, {}, load())
+    for finding in found:
+        assert finding.explains_error is True
+    assert isinstance(ruled_out, list)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "no kernel image is available for execution on the device",
+                "CUDA out of memory",
+                "undefined symbol: _ZN3c104cuda9SetDeviceEi",
+                "\x1b[31mERROR\x1b[0m",
+                "\r\n",
+                "KeyError: 'qwen2'",
+                "Bfloat16 is only supported on GPUs with compute capability of at least 8.0",
+                "😀",
+                "\x00",
+            ]
+        ),
+        max_size=12,
+    ).map(" ".join)
+)
+def test_diagnose_on_log_fragments_orders_and_scores(text: str) -> None:
+    found, _ = diagnosing.diagnose(text, {"gpu.cc": "7.5"}, load())
+    scores = [f.score for f in found]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 < f.confidence < 1 for f in found)
