@@ -23,7 +23,8 @@ from compatsolve.resolve import (
     Machine,
     Provider,
     Req,
-    _requirement,
+    requirement_name,
+    requirement_parts,
 )
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Snapshot
@@ -723,12 +724,14 @@ def _package_entry(
     reasons = []
     for other in pins.values():
         for line in (other.release.requires_dist or ()) if other.release else ():
-            req = _requirement(line)
-            if req is None or canonicalize_name(req.name) != cand.name or "==" not in str(req.specifier):
+            if requirement_name(line) != cand.name or "=" not in line:
                 continue
-            if req.marker is not None and "extra" in str(req.marker) and other.name not in PLANNED_EXTRAS:
+            parsed = requirement_parts(line)
+            if parsed is None or "==" not in str(parsed[1]):
                 continue
-            reasons.append(f"{other.label} pins {cand.name}{req.specifier}")
+            if parsed[2] is not None and "extra" in str(parsed[2]) and other.name not in PLANNED_EXTRAS:
+                continue
+            reasons.append(f"{other.label} pins {cand.name}{parsed[1]}")
     if cand.name == "torch" and cand.variant:
         cuda = variant_cuda(cand.variant)
         drivers = [m.driver_cuda for m in machines if m.driver_cuda]

@@ -11,6 +11,7 @@ failure rules enter as exclusions, each remembered with its reason for the expla
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -153,12 +154,13 @@ class Provider:
         self.banned = banned  # name -> candidate labels excluded by a post-resolution check
         self.order = {name: i for i, name in enumerate(order)}
         self.exclusions = Exclusions()
-        self._tags = [m.tags() for m in machines]
+        self._tags = [frozenset(str(tag) for tag in m.tags()) for m in machines]
         self._cache: dict[str, list[Candidate]] = {}
         self._rules_by_package = _rules_by_package(kb.rules)
         self._today = dt.date.fromisoformat(snapshot.date)
         self._universe = snapshot.names()
-        self._marker_cache: dict[str, bool] = {}
+        self._marker_cache: dict[tuple[int, str], bool] = {}
+        self._deps_cache: dict[str, list[Req]] = {}
         self._visiting: set[str] = set()
         self._extension_cache: dict[tuple[str, Version], Extension | None] = {}
 
@@ -197,21 +199,32 @@ class Provider:
         return _contains(requirement.spec_text, candidate.version)
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
+        key = candidate.label
+        if key not in self._deps_cache:
+            self._deps_cache[key] = self._dependencies(candidate)
+        return self._deps_cache[key]
+
+    def _dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.release is None or candidate.release.requires_dist is None:
             return []
         deps = []
+        extra = PLANNED_EXTRAS.get(candidate.name, "")
         for line in candidate.release.requires_dist:
-            req = _requirement(line)
-            if req is None:
+            # Cheap filters before a full parse: most lines of big packages are extras or name
+            # packages outside the planned stack.
+            if requirement_name(line) not in self._universe:
                 continue
-            name = canonicalize_name(req.name)
+            if "extra" in line and not (extra and extra in line):
+                continue
+            parsed = requirement_parts(line)
+            if parsed is None:
+                continue
+            name, specifier, marker = parsed
             if name not in self._universe or name.startswith("nvidia-"):
                 continue  # outside the planned stack: left to the installer
-            if req.marker is not None and not self._marker_holds(
-                req.marker, PLANNED_EXTRAS.get(candidate.name, "")
-            ):
+            if marker is not None and not self._marker_holds(marker, extra):
                 continue
-            deps.append(Req(name, req.specifier, f"{candidate.label} requires {name}{req.specifier}"))
+            deps.append(Req(name, specifier, f"{candidate.label} requires {name}{specifier}"))
         return deps
 
     def narrow_requirement_selection(
@@ -227,7 +240,7 @@ class Provider:
     # ---- candidates
 
     def _marker_holds(self, marker: Marker, extra: str = "") -> bool:
-        key = f"{marker}|{extra}"
+        key = (id(marker), extra)  # parsed markers are shared through requirement_parts' cache
         if key not in self._marker_cache:
             self._marker_cache[key] = self._evaluate_marker(marker, extra)
         return self._marker_cache[key]
@@ -358,11 +371,8 @@ class Provider:
     def _usable_wheels(self, release: Release) -> tuple[ReleaseFile, ...]:
         usable = []
         for wheel in release.wheels:
-            try:
-                tags = parse_wheel_filename(wheel.filename)[3]
-            except Exception:
-                continue
-            if all(tags & machine_tags for machine_tags in self._tags):
+            tags = _wheel_tags(wheel.filename)
+            if tags and all(tags & machine_tags for machine_tags in self._tags):
                 usable.append(wheel)
         return tuple(usable)
 
@@ -493,6 +503,35 @@ def _requirement(line: str) -> Requirement | None:
         return Requirement(line)
     except InvalidRequirement:
         return None
+
+
+_NAME_PREFIX = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+@cache
+def _wheel_tags(filename: str) -> frozenset[str]:
+    """`py-abi-platform` tags of a wheel file name, compressed tag sets expanded (PEP 425)."""
+    try:
+        parse_wheel_filename(filename)  # validates the name
+    except Exception:
+        return frozenset()
+    py, abi, plat = filename[: -len(".whl")].split("-")[-3:]
+    return frozenset(f"{p}-{a}-{q}" for p in py.split(".") for a in abi.split(".") for q in plat.split("."))
+
+
+@cache
+def requirement_name(line: str) -> str:
+    match = _NAME_PREFIX.match(line)
+    return canonicalize_name(match.group(1)) if match else ""
+
+
+@cache
+def requirement_parts(line: str) -> tuple[str, SpecifierSet, Marker | None] | None:
+    """(normalized name, specifier, marker) of a Requires-Dist line, parsed once per process."""
+    req = _requirement(line)
+    if req is None:
+        return None
+    return canonicalize_name(req.name), req.specifier, req.marker
 
 
 @cache
