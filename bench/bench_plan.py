@@ -1,8 +1,10 @@
 """Benchmark: `compatsolve plan` (cold process) beside `rigsolve solve` (from PyPI) on the same
 request, in one run.
 
-The request both can answer: a torch + transformers + accelerate stack for one Tesla T4 with
-driver 535.104.05 and Python 3.10 (rigsolve's bundled matrix has no vLLM). rigsolve must be
+The closest request both can answer: a torch + transformers stack for one Tesla T4 with driver
+535.104.05 and Python 3.10. rigsolve's bundled matrix has no vLLM and no accelerate, so it is
+asked for torch + transformers; compatsolve plans the transformers inference stack for a model
+(torch, transformers, accelerate and their stack dependencies, plus runtime settings). rigsolve must be
 installed in some environment: pass its executable with --rigsolve (e.g. a venv made with
 `python -m venv /tmp/rig && /tmp/rig/bin/pip install rigsolve`).
 
@@ -56,7 +58,6 @@ def main() -> None:
         "--want",
         "torch",
         "transformers",
-        "accelerate",
         "--target",
         TARGET + ",linux",
         "--output",
@@ -66,7 +67,7 @@ def main() -> None:
         subprocess.run(argv, capture_output=True, check=False)
     t_plan, rc_plan = timed(plan, args.runs)
     t_rig, rc_rig = timed(rig, args.runs)
-    print(f"request: torch + transformers + accelerate on {TARGET}; {args.runs} runs, median, cold processes")
+    print(f"request: torch + transformers stack on {TARGET}; {args.runs} runs, median, cold processes")
     print(f"compatsolve plan   : {t_plan:.3f} s (exit {rc_plan})")
     print(f"rigsolve solve     : {t_rig:.3f} s (exit {rc_rig})")
     print(f"ratio plan / rigsolve: {t_plan / t_rig:.2f}x")
