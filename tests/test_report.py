@@ -478,3 +478,26 @@ def test_prose_never_invents_packages(kb, sentences: list[str]) -> None:
     """Sentences of three or more words mention packages; they never declare one."""
     env = parse_report("\n".join(sentences), "prose", kb)
     assert env.packages is None, sentences
+
+
+def test_vllm_collect_env_real_h100_fixture() -> None:
+    """vLLM's collect_env (aligned `Key   : value` layout), captured on the H100 machine."""
+    import re
+
+    from compatsolve.knowledge import load
+    from compatsolve.sources.report import parse_report
+
+    text = (Path(__file__).parent / "fixtures" / "vllm_collect_env_h100.txt").read_text()
+    env = parse_report(text, "vllm_collect_env_h100.txt", load())
+    expect_torch = re.search(r"^PyTorch version\s*:\s*(\S+)", text, re.M)
+    expect_driver = re.search(r"^Nvidia driver version\s*:\s*(\S+)", text, re.M)
+    expect_gpu = re.search(r"^GPU models and configuration\s*:\s*GPU 0:\s*(.+?)\s*$", text, re.M)
+    expect_glibc = re.search(r"^Libc version\s*:\s*glibc-(\S+)", text, re.M)
+    assert expect_torch and expect_driver and expect_gpu and expect_glibc
+    torch = env.torch_build()
+    assert torch is not None and torch.version.split("+")[0] == expect_torch.group(1).split("+")[0]
+    assert env.driver_version == expect_driver.group(1)
+    assert env.gpus and env.gpus[0].name == expect_gpu.group(1)
+    assert env.gpus[0].cc is not None  # resolved through the GPU catalog
+    assert env.glibc == expect_glibc.group(1)
+    assert any("vllm collect_env" in n.message for n in env.notices)

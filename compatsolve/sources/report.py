@@ -269,6 +269,7 @@ def _strip_uuid(name: str) -> str:
     return re.sub(r"\s*\(UUID:.*?\)\s*$", "", name).strip()
 
 
+_ALIGNED_KEY = re.compile(r"^([A-Za-z][A-Za-z0-9 ()/._-]*?[A-Za-z0-9)])\s+:\s")
 _PIP_LIST_HEADER = re.compile(r"^Package\s+Version(\s+.*)?$")
 _CONDA_HEADER = re.compile(r"^#\s*Name\s+Version\s+Build(\s+Channel)?\s*$")
 _TWO_TOKENS = re.compile(
@@ -284,6 +285,8 @@ def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
     for raw in text.split("\n"):
         line = re.sub(r"^(?:>\s*)+", "", raw.strip())  # quoted in a GitHub comment
         line = line.strip().strip("`").strip()
+        # vLLM's collect_env (and newer layouts) align the colons: "PyTorch version     : 2.4.0"
+        line = _ALIGNED_KEY.sub(r"\1: ", line)
         if not line:
             table = None
             continue
