@@ -29,23 +29,6 @@ BYTES_PER_PARAM = {
 WEIGHT_OVERHEAD = 1.1
 GIB = 1024**3
 
-DERIVED_FACTS = frozenset(
-    {
-        "torch.cuda_major",
-        "driver.cuda_major",
-        "toolkit.cuda_major",
-        "torch.arch_covered",
-        "torch.known_release",
-        "model.min_transformers",
-        "model.min_vllm",
-        "model.min_sglang",
-        "memory.weights_gib",
-        "memory.available_gib",
-        "run.tp_divides_heads",
-        "run.gpus_used",
-    }
-)
-
 
 def _major(value: Any) -> str | None:
     version = parse_version(str(value)) if value is not None else None

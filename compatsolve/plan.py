@@ -23,6 +23,7 @@ from compatsolve.resolve import (
     Machine,
     Provider,
     Req,
+    candidate_facts,
     requirement_name,
     requirement_parts,
 )
@@ -289,16 +290,9 @@ def _conflict(causes: Iterable[Any], exclusions: Exclusions, roots: list[Req]) -
 def plan_facts(
     pins: Mapping[str, Candidate], machine: Machine, run_facts: Mapping[str, Any]
 ) -> dict[str, Any]:
-    facts = dict(machine.facts)
-    facts.update(run_facts)
-    for name, cand in pins.items():
-        facts[f"pkg.{name}"] = str(cand.version)
-        if cand.variant:
-            facts["torch.variant"] = cand.variant
-            cuda = variant_cuda(cand.variant)
-            if cuda:
-                facts["torch.cuda"] = cuda
-                facts["torch.cuda_major"] = cuda.split(".")[0]
+    facts = {**machine.facts, **run_facts}
+    for cand in pins.values():
+        facts.update(candidate_facts(cand))
     facts["_packages_complete"] = True
     return facts
 

@@ -464,15 +464,7 @@ class Provider:
                     return False
         for rule in self._rules_by_package.get(candidate.name, ()):
             for machine in self.machines:
-                facts = dict(machine.facts)
-                facts.update(self.run_facts)
-                facts[f"pkg.{candidate.name}"] = str(candidate.version)
-                if candidate.variant:
-                    facts["torch.variant"] = candidate.variant
-                    cuda = variant_cuda(candidate.variant)
-                    if cuda:
-                        facts["torch.cuda"] = cuda
-                        facts["torch.cuda_major"] = cuda.split(".")[0]
+                facts = {**machine.facts, **self.run_facts, **candidate_facts(candidate)}
                 assert rule.when is not None
                 if rule.when.evaluate(facts) is Truth.TRUE:
                     self.exclusions.add(
@@ -495,6 +487,18 @@ class Provider:
         return sorted(
             candidates, key=lambda c: (age_ok(c), not c.from_source, c.version, variant_rank(c)), reverse=True
         )
+
+
+def candidate_facts(candidate: Candidate) -> dict[str, Any]:
+    """The rule facts a pinned candidate contributes: its version, and torch's build."""
+    facts: dict[str, Any] = {f"pkg.{candidate.name}": str(candidate.version)}
+    if candidate.name == "torch" and candidate.variant:
+        facts["torch.variant"] = candidate.variant
+        cuda = variant_cuda(candidate.variant)
+        if cuda:
+            facts["torch.cuda"] = cuda
+            facts["torch.cuda_major"] = cuda.split(".")[0]
+    return facts
 
 
 @cache

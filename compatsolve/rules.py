@@ -71,7 +71,12 @@ KNOWN_FACTS = frozenset(
         "run.pp",
         "run.context",
         "run.deepspeed_stage",
-        # derived (compatsolve/derive.py)
+    }
+)
+OPEN_FAMILIES = ("pkg.", "env.")
+# Facts computed by compatsolve/derive.py from other facts and the knowledge tables.
+DERIVED_FACTS = frozenset(
+    {
         "torch.cuda_major",
         "driver.cuda_major",
         "toolkit.cuda_major",
@@ -86,11 +91,10 @@ KNOWN_FACTS = frozenset(
         "run.gpus_used",
     }
 )
-OPEN_FAMILIES = ("pkg.", "env.")
 
 
 def is_known_fact(name: str) -> bool:
-    return name in KNOWN_FACTS or (name.startswith(OPEN_FAMILIES) and len(name) > 4)
+    return name in KNOWN_FACTS or name in DERIVED_FACTS or (name.startswith(OPEN_FAMILIES) and len(name) > 4)
 
 
 class Truth(enum.Enum):

@@ -35,41 +35,14 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from compatsolve.stack import STACK_PROJECTS
+
 SCHEMA = "compatsolve.pypi-snapshot/1"
 SINCE = "2023-01-01"
 FILENAME = "pypi.json.gz"
 SIMPLE_URL = "https://pypi.org/simple/{project}/"
 USER_AGENT = "compatsolve-snapshot (+https://pypi.org/project/compatsolve/)"
 TIMEOUT = 60
-STACK_PROJECTS = (
-    "torch",
-    "torchvision",
-    "torchaudio",
-    "triton",
-    "vllm",
-    "sglang",
-    "sgl-kernel",
-    "flashinfer-python",
-    "xformers",
-    "flash-attn",
-    "transformers",
-    "tokenizers",
-    "huggingface-hub",
-    "safetensors",
-    "accelerate",
-    "peft",
-    "trl",
-    "deepspeed",
-    "bitsandbytes",
-    "autoawq",
-    "auto-gptq",
-    "gptqmodel",
-    "optimum",
-    "llama-cpp-python",
-    "unsloth",
-    "llamafactory",
-    "numpy",
-)
 
 
 # ---------------------------------------------------------------- model

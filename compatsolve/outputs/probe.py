@@ -6,36 +6,7 @@ from typing import Any
 
 from compatsolve.environment import Environment
 from compatsolve.outputs.console import console
-
-STACK = (
-    "torch",
-    "torchvision",
-    "torchaudio",
-    "triton",
-    "vllm",
-    "sglang",
-    "sgl-kernel",
-    "flashinfer-python",
-    "xformers",
-    "flash-attn",
-    "transformers",
-    "tokenizers",
-    "huggingface-hub",
-    "safetensors",
-    "accelerate",
-    "peft",
-    "trl",
-    "deepspeed",
-    "bitsandbytes",
-    "autoawq",
-    "auto-gptq",
-    "gptqmodel",
-    "optimum",
-    "llama-cpp-python",
-    "unsloth",
-    "llamafactory",
-    "numpy",
-)
+from compatsolve.stack import STACK_PROJECTS
 
 
 def render(env: Environment, facts: dict[str, Any]) -> None:
@@ -81,7 +52,7 @@ def render(env: Environment, facts: dict[str, Any]) -> None:
         pkgs.add_column("package")
         pkgs.add_column("version")
         pkgs.add_column("from", style="dim")
-        shown = [n for n in STACK if n in env.packages]
+        shown = [n for n in STACK_PROJECTS if n in env.packages]
         shown += sorted(n for n in env.packages if n.startswith("nvidia-"))
         for name in shown:
             pkgs.add_row(name, env.packages[name].version, origin.get(f"pkg.{name}", ""))
