@@ -109,10 +109,6 @@ class Environment:
     def package(self, name: str) -> Package | None:
         return (self.packages or {}).get(canonicalize_name(name))
 
-    @property
-    def gpu_count(self) -> int | None:
-        return None if self.gpus is None else len(self.gpus)
-
     # ------------------------------------------------------------ facts
 
     def facts(self, catalog: Any = None) -> dict[str, Any]:

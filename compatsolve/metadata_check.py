@@ -151,7 +151,3 @@ def snapshot_requirements(env: Environment) -> dict[tuple[str, str], tuple[str, 
         if release is not None and release.requires_dist:
             out[(pkg.name, _public(pkg.version))] = release.requires_dist
     return out
-
-
-def facts_summary(findings: list[Finding]) -> dict[str, Any]:
-    return {"requires_dist_problems": len(findings)}
