@@ -729,7 +729,12 @@ def _package_entry(
     if cand.name == "torch" and cand.variant:
         cuda = variant_cuda(cand.variant)
         drivers = [m.driver_cuda for m in machines if m.driver_cuda]
-        if cuda and drivers:
+        if not any(m.ccs for m in machines):
+            reasons.append(
+                f"no GPU: the {cand.variant} build runs on the CPU"
+                + ("" if cand.variant == "cpu" else "; a cpu build is smaller where one is published")
+            )
+        elif cuda and drivers:
             reasons.append(f"driver supports CUDA <= {min(drivers)} -> {cand.variant} build")
         elif cuda:
             release = kb.cuda_release(cuda)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -192,6 +193,9 @@ def probe_gpus(
     fallback = merge(via_nvml, probe_proc(proc), probe_smi(run))
     if fallback.gpus is None:
         no_gpu = Notice(source="probe", message="no NVIDIA GPU found (NVML and nvidia-smi gave none)")
+        # Without a GPU, NVML's absence is expected, not a problem to report as a finding.
+        quiet = tuple(replace(n, severity="info") if n.source == "nvml" else n for n in fallback.notices)
+        fallback = replace(fallback, notices=quiet)
         return merge(fallback, Environment(gpus=(), notices=(no_gpu,), origins={"gpus": "probe"}))
     return fallback
 
