@@ -254,7 +254,7 @@ def _kb(args: argparse.Namespace) -> int:
         kbview.render_rule_list(kbtools.search(kb, " ".join(args.text)))
         return EXIT_OK
     if args.kb_command == "refresh":
-        from compatsolve import snapshot
+        from compatsolve import pypi
 
-        return snapshot.refresh_command(shipped=args.snapshot, workers=args.workers, root=Path(root))
+        return pypi.refresh_command(shipped=args.snapshot, workers=args.workers, root=Path(root))
     raise AssertionError(args.kb_command)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from compatsolve import snapshot
+from compatsolve import pypi, snapshot
 
 
 def test_offline_refresh_keeps_the_shipped_snapshot(
@@ -23,8 +23,8 @@ def test_offline_refresh_keeps_the_shipped_snapshot(
     def offline(project: str) -> dict[str, Any]:
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(snapshot, "fetch_index", offline)
-    code = snapshot.refresh_command(shipped=False, workers=2, root=snapshot.shipped_path().parent.parent)
+    monkeypatch.setattr(pypi, "fetch_index", offline)
+    code = pypi.refresh_command(shipped=False, workers=2, root=snapshot.shipped_path().parent.parent)
     assert code == 1
     err = capsys.readouterr().err
     assert "cannot reach PyPI" in err and "keeping the snapshot of" in err
@@ -47,11 +47,11 @@ def test_refresh_writes_an_atomic_loadable_cache(monkeypatch: pytest.MonkeyPatch
             }
         ]
     }
-    monkeypatch.setattr(snapshot, "fetch_index", lambda project: index)
+    monkeypatch.setattr(pypi, "fetch_index", lambda project: index)
     monkeypatch.setattr(
-        snapshot, "read_wheel_metadata", lambda url: b"Name: demo-pkg\nRequires-Dist: numpy>=1\n\n"
+        pypi, "read_wheel_metadata", lambda url: b"Name: demo-pkg\nRequires-Dist: numpy>=1\n\n"
     )
-    fetched = snapshot.fetch_snapshot(projects=["demo-pkg"], since="2023-01-01", workers=1)
+    fetched = pypi.fetch_snapshot(projects=["demo-pkg"], since="2023-01-01", workers=1)
     target = tmp_path / snapshot.FILENAME
     snapshot.write_snapshot(fetched, target)
     assert not list(tmp_path.glob(".*.tmp"))
