@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -21,7 +21,7 @@ from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from compatsolve.knowledge import Extension, Knowledge, Rule
@@ -155,13 +155,14 @@ class Provider:
         self.order = {name: i for i, name in enumerate(order)}
         self.exclusions = Exclusions()
         self._tags = [frozenset(str(tag) for tag in m.tags()) for m in machines]
-        self._cache: dict[str, list[Candidate]] = {}
+        self._cache: dict[str, LazyCandidates] = {}
         self._rules_by_package = _rules_by_package(kb.rules)
         self._today = dt.date.fromisoformat(snapshot.date)
         self._universe = snapshot.names()
         self._marker_cache: dict[tuple[int, str], bool] = {}
         self._deps_cache: dict[str, list[Req]] = {}
         self._visiting: set[str] = set()
+        self._producing: set[str] = set()
         self._extension_cache: dict[tuple[str, Version], Extension | None] = {}
 
     # ---- resolvelib interface
@@ -184,14 +185,17 @@ class Provider:
         identifier: str,
         requirements: Mapping[str, Iterator[Req]],
         incompatibilities: Mapping[str, Iterator[Candidate]],
-    ) -> list[Candidate]:
+    ) -> Callable[[], Iterator[Candidate]]:
         reqs = list(requirements[identifier])
         bad = {c.label for c in incompatibilities[identifier]}
-        return [
-            c
-            for c in self.candidates(identifier)
-            if c.label not in bad and all(self.is_satisfied_by(r, c) for r in reqs)
-        ]
+        pool = self.candidates(identifier)
+
+        # A factory: resolvelib then walks candidates lazily, and most older releases are never
+        # built or checked once a newer one fits.
+        def matches() -> Iterator[Candidate]:
+            return (c for c in pool if c.label not in bad and all(self.is_satisfied_by(r, c) for r in reqs))
+
+        return matches
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         if requirement.variant is not None and candidate.variant != requirement.variant:
@@ -267,13 +271,16 @@ class Provider:
                 return False
         return True
 
-    def candidates(self, name: str) -> list[Candidate]:
+    def candidates(self, name: str) -> LazyCandidates:
+        """The usable candidates of a project, best first, built on demand."""
         if name not in self._cache:
-            self._cache[name] = self._ordered(self._build(name))
+            self._cache[name] = LazyCandidates(self._produce(name))
         return self._cache[name]
 
-    def _build(self, name: str) -> list[Candidate]:
-        out = []
+    def _ordered_releases(self, name: str) -> list[tuple[Version, Release]]:
+        """Releases in preference order: (with --prefer stable) those at least STABLE_AGE_DAYS
+        older than the snapshot first, then newest first."""
+        found = []
         for version_text, release in self.snapshot.project(name).items():
             try:
                 version = Version(version_text)
@@ -281,6 +288,24 @@ class Provider:
                 continue
             if release.yanked or version.is_prerelease or version.is_devrelease:
                 continue
+            found.append((version, release))
+
+        def age_ok(release: Release) -> bool:
+            if self.prefer != "stable":
+                return True
+            return (self._today - dt.date.fromisoformat(release.uploaded)).days >= STABLE_AGE_DAYS
+
+        return sorted(found, key=lambda vr: (age_ok(vr[1]), vr[0]), reverse=True)
+
+    def _produce(self, name: str) -> Iterator[Candidate]:
+        self._producing.add(name)
+        try:
+            yield from self._build(name)
+        finally:
+            self._producing.discard(name)
+
+    def _build(self, name: str) -> Iterator[Candidate]:
+        for version, release in self._ordered_releases(name):
             label = f"{name} {version}"
             if release.requires_dist is None:
                 self.exclusions.add(name, label, "its metadata (Requires-Dist) could not be read: unknown")
@@ -304,7 +329,7 @@ class Provider:
                     )
                     continue
             if name == "torch":
-                out.extend(self._torch_variants(version, release, wheels))
+                yield from self._torch_variants(version, release, wheels)
                 continue
             candidate = Candidate(
                 name,
@@ -317,8 +342,7 @@ class Provider:
                 ("built from source (sdist only)",) if from_source else (),
             )
             if self._allowed(candidate):
-                out.append(candidate)
-        return out
+                yield candidate
 
     def _extension(self, name: str, version: Version) -> Extension | None:
         """The knowledge/extensions.toml entry covering this release, if any."""
@@ -353,6 +377,8 @@ class Provider:
             for req in self.get_dependencies(candidate):
                 if not any(spec.operator in ("==", "===") for spec in req.specifier):
                     continue
+                if req.name in self._producing:
+                    continue  # its candidates are being built right now, further up this stack
                 if not any(self.is_satisfied_by(req, other) for other in self.candidates(req.name)):
                     return f"it pins {req.name}{req.specifier}, and no usable build of that fits here"
         finally:
@@ -413,7 +439,7 @@ class Provider:
             candidate = Candidate("torch", version, variant, release, files, False, index)
             if self._allowed(candidate):
                 out.append(candidate)
-        return out
+        return sorted(out, key=_variant_rank, reverse=True)
 
     def _variant_problem(
         self, variant: str, arch: tuple[str, ...] | None
@@ -473,20 +499,37 @@ class Provider:
                     return False
         return True
 
-    def _ordered(self, candidates: list[Candidate]) -> list[Candidate]:
-        def age_ok(c: Candidate) -> bool:
-            if self.prefer != "stable" or c.release is None:
-                return True
-            uploaded = dt.date.fromisoformat(c.release.uploaded)
-            return (self._today - uploaded).days >= STABLE_AGE_DAYS
 
-        def variant_rank(c: Candidate) -> tuple[int, Version]:
-            cuda = parse_version(variant_cuda(c.variant)) if c.variant and variant_cuda(c.variant) else None
-            return (1 if c.index_url == PYPI_INDEX else 0, cuda or Version("0"))
+class LazyCandidates:
+    """A cached, lazily extended sequence of candidates: iterating it builds candidates only as
+    far as the iteration goes; every later iteration reuses what was built."""
 
-        return sorted(
-            candidates, key=lambda c: (age_ok(c), not c.from_source, c.version, variant_rank(c)), reverse=True
-        )
+    def __init__(self, produce: Iterator[Candidate]) -> None:
+        self._produce = produce
+        self._built: list[Candidate] = []
+        self._exhausted = False
+
+    def __iter__(self) -> Iterator[Candidate]:
+        index = 0
+        while True:
+            if index < len(self._built):
+                yield self._built[index]
+                index += 1
+                continue
+            if self._exhausted:
+                return
+            try:
+                self._built.append(next(self._produce))
+            except StopIteration:
+                self._exhausted = True
+                return
+
+
+def _variant_rank(candidate: Candidate) -> tuple[int, Version]:
+    """PyPI's build first (its hashes are known), then the newest CUDA."""
+    cuda_text = variant_cuda(candidate.variant) if candidate.variant else None
+    cuda = parse_version(cuda_text) if cuda_text else None
+    return (1 if candidate.index_url == PYPI_INDEX else 0, cuda or Version("0"))
 
 
 def candidate_facts(candidate: Candidate) -> dict[str, Any]:
@@ -515,11 +558,10 @@ _NAME_PREFIX = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 @cache
 def _wheel_tags(filename: str) -> frozenset[str]:
     """`py-abi-platform` tags of a wheel file name, compressed tag sets expanded (PEP 425)."""
-    try:
-        parse_wheel_filename(filename)  # validates the name
-    except Exception:
+    parts = filename[: -len(".whl")].split("-")
+    if not filename.endswith(".whl") or len(parts) not in (5, 6):
         return frozenset()
-    py, abi, plat = filename[: -len(".whl")].split("-")[-3:]
+    py, abi, plat = parts[-3:]
     return frozenset(f"{p}-{a}-{q}" for p in py.split(".") for a in abi.split(".") for q in plat.split("."))
 
 

@@ -67,7 +67,8 @@ class Snapshot:
     ) -> None:
         self.date = date
         self._built: dict[str, dict[str, Release]] = dict(releases or {})
-        self._raw: dict[str, dict[str, Any]] = raw or {}
+        # Per project: the parsed JSON object, or its JSON text still to be parsed (from the cache).
+        self._raw: dict[str, dict[str, Any] | bytes] = dict(raw or {})
 
     @property
     def releases(self) -> dict[str, dict[str, Release]]:
@@ -81,13 +82,14 @@ class Snapshot:
     def project(self, name: str) -> dict[str, Release]:
         key = canonicalize_name(name)
         if key not in self._built and key in self._raw:
-            self._built[key] = _build_project(key, self._raw.pop(key))
+            self._built[key] = _build_project(key, self._parsed(self._raw.pop(key)))
         return self._built.get(key, {})
 
     def newest(self) -> dict[str, str]:
         out = {}
         for project in sorted(self.names()):
-            versions = [_version(v) for v in self._raw.get(project) or self._built.get(project, {})]
+            raw = self._raw.get(project)
+            versions = [_version(v) for v in (self._parsed(raw) if raw is not None else self._built[project])]
             final = [v for v in versions if v is not None and not v.is_prerelease]
             pool = final or [v for v in versions if v is not None]
             if pool:
@@ -95,7 +97,15 @@ class Snapshot:
         return out
 
     def release_count(self) -> int:
-        return sum(len(v) for v in self._raw.values()) + sum(len(v) for v in self._built.values())
+        raw = sum(len(self._parsed(v)) for v in self._raw.values())
+        return raw + sum(len(v) for v in self._built.values())
+
+    @staticmethod
+    def _parsed(raw: dict[str, Any] | bytes) -> dict[str, Any]:
+        if isinstance(raw, bytes):
+            parsed: dict[str, Any] = json.loads(raw)
+            return parsed
+        return raw
 
 
 def _build_project(project: str, versions: dict[str, Any]) -> dict[str, Release]:
@@ -162,11 +172,48 @@ def cache_path() -> Path:
 
 
 def _read(path: Path) -> Snapshot | None:
+    """The snapshot at `path`, through a per-file cache of per-project JSON blobs: a command
+    then parses only the projects it touches instead of the whole document."""
+    import pickle
+
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    import hashlib
+
+    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    key = f"{stat.st_size}-{stat.st_mtime_ns}-{where}"
+    cached = cache_path().parent / f"snapshot-{key}.pickle"
+    try:
+        with cached.open("rb") as handle:
+            date, blobs = pickle.load(handle)
+        return Snapshot(date=date, raw=blobs)
+    except (OSError, pickle.PickleError, EOFError, ValueError, TypeError):
+        pass
     try:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return from_document(json.load(handle))
+            snapshot = from_document(json.load(handle))
     except (OSError, ValueError, KeyError, TypeError, EOFError):
         return None
+    blobs = {name: json.dumps(raw).encode() for name, raw in snapshot._raw.items()}
+    _write_blob_cache(cached, snapshot.date, blobs)
+    return snapshot
+
+
+def _write_blob_cache(path: Path, date: str, blobs: dict[str, bytes]) -> None:
+    import pickle
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("snapshot-*.pickle"):
+            old.unlink(missing_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with tmp.open("wb") as handle:
+            pickle.dump((date, blobs), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs speed
 
 
 def _read_date(path: Path) -> str | None:
