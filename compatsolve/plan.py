@@ -406,6 +406,12 @@ def choose_settings(
     }
     if card.params_b is None or count == 0 or vram == 0:
         reasons["tensor_parallel_size"] = "memory not estimated (model size or GPU memory unknown)"
+    elif request.stage == "fine-tuning":
+        problem = _fit_training(
+            card, request, dtype, quant, count, vram, "deepspeed" in pins, settings, reasons
+        )
+        if problem is not None:
+            return {}, {}, problem
     else:
         fit = _fit(card, dtype, quant, count, vram, request.context)
         published = [(q, m) for q in card.quantized if (m := quantization_of(q))]
@@ -449,8 +455,6 @@ def choose_settings(
             f"overhead leaves room for {max_len} tokens (capped at the model's "
             f"{card.context_length})"
         )
-    if request.stage == "fine-tuning":
-        settings["max_model_len"] = request.context or settings["max_model_len"]
     settings["attention_backend"], reasons["attention_backend"] = _attention(engine, pins, min_cc)
     env, env_reasons = _env_from_rules(machines, pins, settings, request, kb)
     settings["env"] = env
@@ -459,6 +463,62 @@ def choose_settings(
 
 
 QUANT_PREFERENCE = ("awq", "gptq", "fp8")
+# Full fine-tuning with mixed-precision Adam keeps 16 bytes per parameter: 16-bit weights and
+# gradients (2 + 2) and fp32 master weights and two Adam moments (4 + 4 + 4), as the ZeRO paper
+# counts it (7.5B parameters -> 120 GB), before activations. ZeRO-3 shards all of it.
+FULL_FINETUNE_BYTES_PER_PARAM = 16
+
+
+def _fit_training(
+    card: ModelCard,
+    request: PlanRequest,
+    dtype: str,
+    quant: str | None,
+    count: int,
+    vram: float,
+    sharded: bool,
+    settings: dict[str, Any],
+    reasons: dict[str, str],
+) -> dict[str, Any] | None:
+    """Memory for fine-tuning: the model states (all of them for full fine-tuning; the frozen
+    weights for LoRA/QLoRA) over the GPUs that hold them (all, when DeepSpeed ZeRO-3 shards)."""
+    assert card.params_b is not None
+    if request.method == "full":
+        states = round(card.params_b * 1e9 * FULL_FINETUNE_BYTES_PER_PARAM * 1.1 / GIB, 1)
+        what = f"{FULL_FINETUNE_BYTES_PER_PARAM} bytes/param for weights, gradients and Adam states"
+    else:
+        states = weights_gib(card.params_b, quant or (dtype if dtype != "auto" else "bfloat16"))
+        what = f"frozen {quant or dtype} weights; LoRA adapters and their optimizer states are small"
+    holders = count if sharded and count > 1 else 1
+    usable = holders * (vram * GPU_MEMORY_UTILIZATION - RUNTIME_OVERHEAD_GIB)
+    if states > usable:
+        need = round(states / holders / GPU_MEMORY_UTILIZATION + RUNTIME_OVERHEAD_GIB, 1)
+        return {
+            "summary": (
+                f"{request.method or 'lora'} fine-tuning of {card.id} needs about {states:g} GiB "
+                f"({what}), more than {holders} x {vram:g} GiB can hold before activations"
+            ),
+            "facts": {
+                "model.params_b": card.params_b,
+                "gpu.count": count,
+                "gpu.vram_gib": vram,
+                "run.method": request.method or "lora",
+            },
+            "needs_vram_gib": need,
+        }
+    settings["tensor_parallel_size"] = 1
+    settings["max_model_len"] = request.context
+    settings["processes"] = count
+    reasons["tensor_parallel_size"] = (
+        f"training runs {count} data-parallel process(es), no tensor parallelism; "
+        f"model states ~{states:g} GiB ({what})"
+        + (f", sharded over {holders} GPUs by DeepSpeed ZeRO-3" if holders > 1 else "")
+        + f"; what is left of {vram:g} GiB per GPU holds the activations (batch size x sequence length)"
+    )
+    reasons["max_model_len"] = (
+        "the training sequence length: give --context" if not request.context else "requested"
+    )
+    return None
 
 
 def quantization_of(repo: str) -> str | None:
@@ -572,9 +632,10 @@ def launch_command(request: PlanRequest, engine: str, settings: Mapping[str, Any
         )
         if settings["attention_backend"] == "flash_attention_2":
             flags += ["--attn_implementation", "flash_attention_2"]
+        processes = int(settings.get("processes") or 1)
         launcher = (
-            "accelerate launch --num_processes " + str(max(1, tp)) + " -m trl.scripts.sft"
-            if tp > 1
+            f"accelerate launch --num_processes {processes} -m trl.scripts.sft"
+            if processes > 1
             else "trl sft"
         )
         return prefix + launcher + " " + " ".join(flags)
@@ -665,7 +726,7 @@ def make_plan(
         pins = with_torch_companions(pins)
         plan.pins = sorted(pins.values(), key=lambda c: c.name)
         plan.packages = [_package_entry(c, pins, machines, kb, request, engine) for c in plan.pins]
-        plan.settings = {k: v for k, v in settings.items() if k != "model_repo"}
+        plan.settings = {k: v for k, v in settings.items() if k not in ("model_repo", "processes")}
         if settings.get("model_repo"):
             plan.settings["model"] = settings["model_repo"]
         plan.setting_reasons = reasons
