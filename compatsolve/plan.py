@@ -745,6 +745,10 @@ def make_plan(
 
 
 TORCH_COMPANIONS = ("torchvision", "torchaudio")
+# The packages an alternative's one-line summary names.
+SUMMARY_PACKAGES = frozenset(
+    {"vllm", "sglang", "torch", "transformers", "peft", "bitsandbytes", "flash-attn"}
+)
 
 
 def with_torch_companions(pins: Mapping[str, Candidate]) -> dict[str, Candidate]:
@@ -852,14 +856,21 @@ def alternatives(
         if alt.feasible:
             top = ", ".join(
                 f"{p['name']} {p['version']}" + (f"+{p['variant']}" if p["variant"] else "")
-                for p in alt.packages[:4]
+                for p in alt.packages
+                if p["name"] in SUMMARY_PACKAGES
             )
+            if alt.settings.get("quantization"):
+                top += f"; {alt.settings['quantization']}"
             out.append({"change": change, "feasible": True, "summary": top, "command": alt.command})
 
     if request.stage == "inference":
         for engine in ENGINE_ORDER:
             if engine != request.engine and request.engine is not None:
                 attempt(f"use --engine {engine}", replace(request, engine=engine))
+    if request.stage == "fine-tuning" and request.method in (None, "full", "lora"):
+        for method in ("lora", "qlora"):
+            if method != request.method:
+                attempt(f"use --method {method}", replace(request, method=method))
     if request.quantization in (None, "none") and request.model.quantized:
         attempt("use a published 4-bit (AWQ) checkpoint", replace(request, quantization="awq"))
     if request.dtype == "bfloat16":

@@ -175,3 +175,19 @@ def check_invariants(plan: Plan, envs: list[Any], case: dict[str, Any]) -> None:
         "quantization",
         "env",
     }
+
+
+def test_infeasible_full_finetune_offers_lora_alternatives() -> None:
+    case = {
+        "target": "RTX 4090,driver=550.54.15,python=3.11",
+        "model": "llama-3.1-8b-instruct",
+        "stage": "fine-tuning",
+        "method": "full",
+    }
+    plan, _ = _plan(case)
+    assert not plan.feasible and plan.conflict is not None
+    assert plan.conflict["facts"]["run.method"] == "full"
+    changes = {alt["change"]: alt for alt in plan.alternatives}
+    assert changes["use --method lora"]["feasible"] is True
+    assert "peft" in changes["use --method qlora"]["summary"]
+    assert "bitsandbytes" in changes["use --method qlora"]["summary"]
