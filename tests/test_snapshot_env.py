@@ -341,3 +341,32 @@ def test_any_json_gives_environment_or_input_error(doc) -> None:
             continue
         assert isinstance(env, Environment)
         env.facts()
+
+
+def test_real_h100_snapshot_loads_and_plans() -> None:
+    """The snapshot `compatsolve probe --save` wrote on the H100 machine (tests/fixtures) loads
+    with --from, keeps its facts, and a plan for that machine fits its driver and GPU."""
+    from compatsolve.knowledge import load
+    from compatsolve.plan import PlanRequest, make_plan
+    from compatsolve.snapshot import load_snapshot
+    from compatsolve.sources.assemble import finish
+    from compatsolve.sources.snapshot import load_snapshot as load_env
+
+    path = Path(__file__).parent / "fixtures" / "probe_h100.json"
+    raw = json.loads(path.read_text())
+    kb = load()
+    env = finish(load_env(str(path)), kb)
+    facts = env.facts(kb)
+    assert facts["gpu.cc"] == raw["machine"]["gpus"][0]["cc"]
+    assert facts["driver.version"] == raw["machine"]["driver"]["version"]
+    assert facts["torch.variant"] == "cu" + raw["torch"]["cuda"].replace(".", "")
+    snapshot = load_snapshot()
+    assert snapshot is not None
+    card = kb.model("qwen2.5-7b-instruct")
+    assert card is not None
+    plan = make_plan(PlanRequest(model=card, stage="inference"), [env], kb, snapshot)
+    assert plan.feasible
+    torch = next(p for p in plan.pins if p.name == "torch")
+    assert torch.variant is not None
+    cuda = torch.variant.removeprefix("cu")
+    assert float(f"{cuda[:-1]}.{cuda[-1]}") <= float(raw["machine"]["driver"]["cuda"])
