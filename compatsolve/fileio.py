@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from compatsolve.errors import InputError
@@ -19,6 +18,8 @@ def write_atomic(path: str | Path, text: str, *, force: bool = True) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"{target}: directory {directory} does not exist")
+    import tempfile  # here, not at import: the cache readers import this module at start-up
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
     except OSError as exc:
@@ -57,3 +58,20 @@ def read_text_input(path: str, what: str) -> str:
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     return data.decode("utf-8", errors="replace")
+
+
+def replace_cache_pickle(path: Path, value: object, stale: str) -> None:
+    """Write `value` as a pickle at `path` atomically, removing older cache files matching the
+    glob `stale` beside it. A cache that cannot be written only costs speed: errors are ignored."""
+    import pickle
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob(stale):
+            old.unlink(missing_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with tmp.open("wb") as handle:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass

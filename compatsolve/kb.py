@@ -88,13 +88,13 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
 
 def _entry_problems(root: Path) -> list[str]:
     """Validate each rule entry on its own, so one bad entry does not hide the others."""
-    from compatsolve.knowledge import _read_toml, _rule
+    from compatsolve.knowledge import parse_rule, read_toml
     from compatsolve.schema import tables
 
     problems = []
     for path in sorted(root.glob("rules/*.toml")):
         try:
-            rel, doc = _read_toml(path, root)
+            rel, doc = read_toml(path, root)
         except KnowledgeError as exc:
             problems.append(str(exc))
             continue
@@ -105,7 +105,7 @@ def _entry_problems(root: Path) -> list[str]:
             continue
         for entry in entries:
             try:
-                _rule(entry, rel)
+                parse_rule(entry, rel)
             except KnowledgeError as exc:
                 problems.append(str(exc))
     return problems

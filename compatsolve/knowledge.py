@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from compatsolve.errors import KnowledgeError
+from compatsolve.fileio import replace_cache_pickle
 from compatsolve.rules import Condition, parse_condition
 from compatsolve.schema import Table, tables
 
@@ -298,7 +299,7 @@ def _suggest(name: str, keys: Mapping[str, str]) -> list[str]:
 # ---------------------------------------------------------------- loading
 
 
-def _read_toml(path: Path, root: Path) -> tuple[str, dict[str, Any]]:
+def read_toml(path: Path, root: Path) -> tuple[str, dict[str, Any]]:
     rel = str(path.relative_to(root.parent)) if path.is_relative_to(root.parent) else str(path)
     try:
         with path.open("rb") as handle:
@@ -450,7 +451,7 @@ def _model(t: Table) -> ModelCard:
     return card
 
 
-def _rule(t: Table, file: str) -> Rule:
+def parse_rule(t: Table, file: str) -> Rule:
     when_raw = t.any("when")
     rule = Rule(
         id=t.req_text("id"),
@@ -492,7 +493,7 @@ def source_files(root: Path) -> list[Path]:
 
 def parse_knowledge(root: Path) -> Knowledge:
     """Parse and validate every file under `root` (no cache)."""
-    docs = {p.name: _read_toml(p, root) for p in _files(root, "*.toml")}
+    docs = {p.name: read_toml(p, root) for p in _files(root, "*.toml")}
 
     def top(name: str) -> tuple[str, dict[str, Any]]:
         return docs.get(name, (f"knowledge/{name}", {}))
@@ -506,18 +507,18 @@ def parse_knowledge(root: Path) -> Knowledge:
     rules: list[Rule] = []
     extra_evidence: dict[str, list[str]] = {}
     for path in _files(root, "rules/*.toml"):
-        rel, doc = _read_toml(path, root)
+        rel, doc = read_toml(path, root)
         unknown = set(doc) - {"rule", "extra_evidence"}
         if unknown:
             raise KnowledgeError(f"{rel}: unknown top-level key(s) {', '.join(sorted(unknown))}")
-        rules.extend(_rule(t, rel) for t in tables(doc.get("rule"), f"{rel}: rule"))
+        rules.extend(parse_rule(t, rel) for t in tables(doc.get("rule"), f"{rel}: rule"))
         for t in tables(doc.get("extra_evidence"), f"{rel}: extra_evidence"):
             extra_evidence.setdefault(t.req_text("rule"), []).extend(t.texts("links", required=True))
             t.done()
     rules = _merge_evidence(rules, extra_evidence)
 
     corpus_file, corpus_doc = (
-        _read_toml(root / "corpus" / "records.toml", root)
+        read_toml(root / "corpus" / "records.toml", root)
         if (root / "corpus" / "records.toml").exists()
         else ("", {})
     )
@@ -535,7 +536,7 @@ def parse_knowledge(root: Path) -> Knowledge:
         t.done()
     triage = []
     for path in _files(root, "corpus/triage*.toml"):
-        rel, doc = _read_toml(path, root)
+        rel, doc = read_toml(path, root)
         for t in tables(doc.get("record"), f"{rel}: record"):
             triage.append(TriageRecord(link=t.req_text("link"), reason=t.req_text("reason"), file=rel))
             t.done()
@@ -601,18 +602,5 @@ def load(root: Path | None = None) -> Knowledge:
     except (OSError, pickle.PickleError, EOFError, AttributeError, TypeError):
         pass
     knowledge = parse_knowledge(root)
-    _write_cache(cached, knowledge)
+    replace_cache_pickle(cached, knowledge, "knowledge-*.pickle")
     return knowledge
-
-
-def _write_cache(path: Path, knowledge: Knowledge) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob("knowledge-*.pickle"):
-            old.unlink(missing_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with tmp.open("wb") as handle:
-            pickle.dump(knowledge, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs speed

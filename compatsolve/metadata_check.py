@@ -102,33 +102,29 @@ def _public(version: str) -> str:
 def _finding(name: str, version: str, dep: str, spec: str, have: str | None, source: str) -> Finding:
     wanted = f"{dep}{spec}" if spec else dep
     if have is None:
-        return Finding(
-            rule="requires-dist",
-            kind="package-pin-conflict",
-            severity="warning",
-            components=(name, dep),
-            title=f"{name} {version} requires {wanted}, which is not installed",
-            explanation=(
-                f"{name} {version} declares a dependency on {wanted} in its metadata, and no "
-                f"version of {dep} is present. Code paths that import it will fail."
-            ),
-            fix=f"pip install '{wanted}'",
-            evidence=(source,),
-            confidence=0.95,
+        severity, title = "warning", f"{name} {version} requires {wanted}, which is not installed"
+        explanation = (
+            f"{name} {version} declares a dependency on {wanted} in its metadata, and no "
+            f"version of {dep} is present. Code paths that import it will fail."
         )
-    return Finding(
-        rule="requires-dist",
-        kind="package-pin-conflict",
-        severity="error",
-        components=(name, dep),
-        title=f"{name} {version} requires {wanted}, but {have} is present",
-        explanation=(
+        fix = f"pip install '{wanted}'"
+    else:
+        severity, title = "error", f"{name} {version} requires {wanted}, but {have} is present"
+        explanation = (
             f"{name} {version} declares {wanted} in its metadata (Requires-Dist), but "
             f"{dep} {have} is installed or declared. Packages that pin exact versions (vLLM "
             "pins torch, xformers pins torch) are built against that version, and other "
             "versions fail at import or at run time."
-        ),
-        fix=f"pip install '{wanted}'  # or choose a {name} release whose pins match {dep} {have}",
+        )
+        fix = f"pip install '{wanted}'  # or choose a {name} release whose pins match {dep} {have}"
+    return Finding(
+        rule="requires-dist",
+        kind="package-pin-conflict",
+        severity=severity,
+        components=(name, dep),
+        title=title,
+        explanation=explanation,
+        fix=fix,
         evidence=(source,),
         confidence=0.95,
     )

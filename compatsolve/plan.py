@@ -109,9 +109,7 @@ def machine_of(env: Environment, kb: Knowledge, python: str | None, label: str) 
 # ---------------------------------------------------------------- package sets
 
 
-def roots_for(
-    request: PlanRequest, engine: str, machines: Sequence[Machine], kb: Knowledge
-) -> tuple[list[Req], list[str]]:
+def roots_for(request: PlanRequest, engine: str, machines: Sequence[Machine]) -> tuple[list[Req], list[str]]:
     """Required roots and optional extras (dropped with a reason when they cannot be had)."""
     card = request.model
     roots: list[Req] = []
@@ -184,7 +182,7 @@ def resolve_stack(
     from resolvelib import BaseReporter, Resolver
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
-    roots, optional = roots_for(request, engine, machines, kb)
+    roots, optional = roots_for(request, engine, machines)
     order = [engine, "torch", "transformers", *(r.name for r in roots), *optional]
     banned: dict[str, set[str]] = {}
     derivation: list[str] = []
@@ -208,7 +206,7 @@ def resolve_stack(
             result = resolver.resolve(requirements, max_rounds=MAX_ROUNDS)
         except ResolutionImpossible as exc:
             exclusions = provider.exclusions
-            dropped = _drop_optional(exc.causes, wanted_optional, requirements)
+            dropped = _drop_optional(exc.causes, wanted_optional)
             if dropped:
                 wanted_optional.remove(dropped)
                 derivation.append(
@@ -251,7 +249,7 @@ def resolve_stack(
     )
 
 
-def _drop_optional(causes: Iterable[Any], optional: list[str], requirements: list[Req]) -> str | None:
+def _drop_optional(causes: Iterable[Any], optional: list[str]) -> str | None:
     names = {c.requirement.name for c in causes}
     for name in optional:
         if name in names:

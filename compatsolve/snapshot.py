@@ -21,6 +21,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from compatsolve.fileio import replace_cache_pickle
+
 SCHEMA = "compatsolve.pypi-snapshot/1"
 SINCE = "2023-01-01"
 FILENAME = "pypi.json.gz"
@@ -197,23 +199,8 @@ def _read(path: Path) -> Snapshot | None:
     except (OSError, ValueError, KeyError, TypeError, EOFError):
         return None
     blobs = {name: json.dumps(raw).encode() for name, raw in snapshot._raw.items()}
-    _write_blob_cache(cached, snapshot.date, blobs)
+    replace_cache_pickle(cached, (snapshot.date, blobs), "snapshot-*.pickle")
     return snapshot
-
-
-def _write_blob_cache(path: Path, date: str, blobs: dict[str, bytes]) -> None:
-    import pickle
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob("snapshot-*.pickle"):
-            old.unlink(missing_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with tmp.open("wb") as handle:
-            pickle.dump((date, blobs), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs speed
 
 
 def _read_date(path: Path) -> str | None:

@@ -96,7 +96,7 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
 
     # Reports and declared packages describe the software; snapshots and targets the machine.
     # Targets are explicit flags, so they are layered last, above report facts.
-    from_envs = [m for m in machines[: len(request.from_files)]]
+    from_envs = machines[: len(request.from_files)]
     target_envs = machines[len(request.from_files) :]
     if not machines:
         return [finish(merge(*shared, run_layer), kb)]
