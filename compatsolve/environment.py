@@ -18,6 +18,10 @@ from compatsolve.versions import major_minor, parse_version, public_version
 
 SNAPSHOT_SCHEMA = "compatsolve.environment/1"
 
+# PEP 508 marker values of each operating system compatsolve names (`os` facts).
+SYS_PLATFORM = {"linux": "linux", "wsl": "linux", "windows": "win32", "macos": "darwin"}
+PLATFORM_SYSTEM = {"linux": "Linux", "wsl": "Linux", "windows": "Windows", "macos": "Darwin"}
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Gpu:

@@ -7,7 +7,6 @@ the files' sizes and modification times: a warm start reads one file.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import pickle
@@ -23,11 +22,6 @@ from compatsolve.errors import KnowledgeError
 from compatsolve.fileio import replace_cache_pickle
 from compatsolve.rules import Condition, parse_condition
 from compatsolve.schema import Table, tables
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 KINDS = frozenset(
     {
@@ -291,6 +285,8 @@ class Knowledge:
 
 
 def _suggest(name: str, keys: Mapping[str, str]) -> list[str]:
+    import difflib
+
     matches = difflib.get_close_matches(alias_key(name), list(keys), n=5, cutoff=0.6)
     partial = [k for k in keys if alias_key(name) and alias_key(name) in k][:5]
     return list(dict.fromkeys(keys[m] for m in (*matches, *partial)))[:5]
@@ -300,6 +296,12 @@ def _suggest(name: str, keys: Mapping[str, str]) -> list[str]:
 
 
 def read_toml(path: Path, root: Path) -> tuple[str, dict[str, Any]]:
+    # Imported here: with a warm cache, commands never parse TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     rel = str(path.relative_to(root.parent)) if path.is_relative_to(root.parent) else str(path)
     try:
         with path.open("rb") as handle:

@@ -12,11 +12,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.environment import Environment
+from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM, Environment
 from compatsolve.findings import Finding
-
-SYS_PLATFORM = {"linux": "linux", "wsl": "linux", "windows": "win32", "macos": "darwin"}
-PLATFORM_SYSTEM = {"linux": "Linux", "wsl": "Linux", "windows": "Windows", "macos": "Darwin"}
 
 
 def marker_environment(env: Environment) -> dict[str, str]:

@@ -758,7 +758,7 @@ def with_torch_companions(pins: Mapping[str, Candidate]) -> dict[str, Candidate]
         return out
     for name in TORCH_COMPANIONS:
         if name in out:
-            out[name] = replace(out[name], variant=torch.variant, index_url=torch.index_url, wheels=())
+            out[name] = replace(out[name], variant=torch.variant, index_url=torch.index_url, wheel_names=())
     return out
 
 

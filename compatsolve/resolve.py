@@ -24,6 +24,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM
 from compatsolve.knowledge import Extension, Knowledge, Rule
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
@@ -86,10 +87,18 @@ class Candidate:
     version: Version
     variant: str | None  # torch CUDA variant ("cu121", "cpu"), else None
     release: Release | None
-    wheels: tuple[ReleaseFile, ...]  # wheels usable on every target machine
+    wheel_names: tuple[str, ...]  # wheels usable on every target machine
     from_source: bool
     index_url: str
     notes: tuple[str, ...] = ()
+
+    @property
+    def wheels(self) -> tuple[ReleaseFile, ...]:
+        """The usable wheels with their hashes and URLs (read from the snapshot on demand)."""
+        if self.release is None or not self.wheel_names:
+            return ()
+        names = set(self.wheel_names)
+        return tuple(f for f in self.release.files if f.filename in names)
 
     @property
     def label(self) -> str:
@@ -250,8 +259,6 @@ class Provider:
         return self._marker_cache[key]
 
     def _evaluate_marker(self, marker: Marker, extra: str) -> bool:
-        from compatsolve.metadata_check import PLATFORM_SYSTEM, SYS_PLATFORM
-
         for machine in self.machines:
             values = {
                 "python_version": f"{machine.python.major}.{machine.python.minor}",
@@ -316,7 +323,7 @@ class Provider:
             wheels = self._usable_wheels(release)
             from_source = False
             if not wheels:
-                if release.wheels:
+                if release.wheel_names:
                     self.exclusions.add(name, label, "no wheel for the target Python/OS/arch/glibc")
                     continue
                 from_source = True
@@ -394,17 +401,15 @@ class Provider:
             return True
         return all(spec.contains(m.python, prereleases=True) for m in self.machines)
 
-    def _usable_wheels(self, release: Release) -> tuple[ReleaseFile, ...]:
+    def _usable_wheels(self, release: Release) -> tuple[str, ...]:
         usable = []
-        for wheel in release.wheels:
-            tags = _wheel_tags(wheel.filename)
+        for wheel in release.wheel_names:
+            tags = _wheel_tags(wheel)
             if tags and all(tags & machine_tags for machine_tags in self._tags):
                 usable.append(wheel)
         return tuple(usable)
 
-    def _torch_variants(
-        self, version: Version, release: Release, wheels: tuple[ReleaseFile, ...]
-    ) -> list[Candidate]:
+    def _torch_variants(self, version: Version, release: Release, wheels: tuple[str, ...]) -> list[Candidate]:
         facts = self.kb.torch_release(str(version))
         label = f"torch {version}"
         if facts is None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import marshal
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.utils import (
     canonicalize_name,
@@ -31,22 +32,73 @@ FILENAME = "pypi.json.gz"
 # ---------------------------------------------------------------- model
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseFile:
+class ReleaseFile(NamedTuple):
     filename: str
     sha256: str
     url: str
 
 
-@dataclass(frozen=True, slots=True)
+FileDetails = Callable[[], Sequence[Sequence[str]]]  # [[sha256, url], ...] in filename order
+
+
 class Release:
-    project: str
-    version: str
-    uploaded: str  # YYYY-MM-DD of the first file
-    yanked: bool
-    requires_python: str | None
-    requires_dist: tuple[str, ...] | None  # None: could not be read
-    files: tuple[ReleaseFile, ...]
+    """One release. Its files' hashes and URLs are the bulk of the snapshot and only the pinned
+    releases need them, so they are read on first use of `files`; filenames come eagerly."""
+
+    __slots__ = (
+        "_details",
+        "_files",
+        "filenames",
+        "project",
+        "requires_dist",
+        "requires_python",
+        "uploaded",
+        "version",
+        "yanked",
+    )
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        version: str,
+        uploaded: str,  # YYYY-MM-DD of the first file
+        yanked: bool,
+        requires_python: str | None,
+        requires_dist: tuple[str, ...] | None,  # None: could not be read
+        files: tuple[ReleaseFile, ...] | None = None,
+        filenames: tuple[str, ...] | None = None,
+        details: FileDetails | None = None,
+    ) -> None:
+        self.project = project
+        self.version = version
+        self.uploaded = uploaded
+        self.yanked = yanked
+        self.requires_python = requires_python
+        self.requires_dist = requires_dist
+        self._files = files
+        self._details = details
+        if files is not None:
+            filenames = tuple(f.filename for f in files)
+        if filenames is None:
+            raise TypeError("Release needs files or filenames")
+        self.filenames: tuple[str, ...] = filenames
+
+    @property
+    def files(self) -> tuple[ReleaseFile, ...]:
+        if self._files is None:
+            details = list(self._details()) if self._details else []
+            if len(details) != len(self.filenames):  # a damaged cache: hashes unknown, never guessed
+                details = [("", "")] * len(self.filenames)
+            self._files = tuple(
+                ReleaseFile(name, sha256, url)
+                for name, (sha256, url) in zip(self.filenames, details, strict=True)
+            )
+        return self._files
+
+    @property
+    def wheel_names(self) -> tuple[str, ...]:
+        return tuple(f for f in self.filenames if f.endswith(".whl"))
 
     @property
     def wheels(self) -> tuple[ReleaseFile, ...]:
@@ -54,7 +106,15 @@ class Release:
 
     @property
     def sdist_only(self) -> bool:
-        return not self.wheels
+        return not self.wheel_names
+
+    def __repr__(self) -> str:
+        return f"Release({self.project!r}, {self.version!r})"
+
+
+# A project as stored in the blob cache: marshal'd {version: [uploaded, yanked, requires_python,
+# requires_dist, filenames]} and, separately, marshal'd {version: [[sha256, url], ...]}.
+Blobs = tuple[bytes, bytes]
 
 
 class Snapshot:
@@ -65,12 +125,12 @@ class Snapshot:
         self,
         date: str,
         releases: dict[str, dict[str, Release]] | None = None,
-        raw: dict[str, dict[str, Any]] | None = None,
+        raw: dict[str, dict[str, Any] | Blobs] | None = None,
     ) -> None:
         self.date = date
         self._built: dict[str, dict[str, Release]] = dict(releases or {})
-        # Per project: the parsed JSON object, or its JSON text still to be parsed (from the cache).
-        self._raw: dict[str, dict[str, Any] | bytes] = dict(raw or {})
+        # Per project: the parsed JSON object, or its blobs (from the cache) still to be read.
+        self._raw: dict[str, dict[str, Any] | Blobs] = dict(raw or {})
 
     @property
     def releases(self) -> dict[str, dict[str, Release]]:
@@ -84,14 +144,14 @@ class Snapshot:
     def project(self, name: str) -> dict[str, Release]:
         key = canonicalize_name(name)
         if key not in self._built and key in self._raw:
-            self._built[key] = _build_project(key, self._parsed(self._raw.pop(key)))
+            self._built[key] = _build_project(key, self._raw.pop(key))
         return self._built.get(key, {})
 
     def newest(self) -> dict[str, str]:
         out = {}
         for project in sorted(self.names()):
             raw = self._raw.get(project)
-            versions = [_version(v) for v in (self._parsed(raw) if raw is not None else self._built[project])]
+            versions = [_version(v) for v in (_versions(raw) if raw is not None else self._built[project])]
             final = [v for v in versions if v is not None and not v.is_prerelease]
             pool = final or [v for v in versions if v is not None]
             if pool:
@@ -99,30 +159,63 @@ class Snapshot:
         return out
 
     def release_count(self) -> int:
-        raw = sum(len(self._parsed(v)) for v in self._raw.values())
+        raw = sum(len(_versions(v)) for v in self._raw.values())
         return raw + sum(len(v) for v in self._built.values())
 
-    @staticmethod
-    def _parsed(raw: dict[str, Any] | bytes) -> dict[str, Any]:
-        if isinstance(raw, bytes):
-            parsed: dict[str, Any] = json.loads(raw)
-            return parsed
-        return raw
+
+def _versions(raw: dict[str, Any] | Blobs) -> list[str]:
+    return list(marshal.loads(raw[0]) if isinstance(raw, tuple) else raw)
 
 
-def _build_project(project: str, versions: dict[str, Any]) -> dict[str, Release]:
+def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Release]:
+    if isinstance(raw, tuple):
+        meta: dict[str, list[Any]] = marshal.loads(raw[0])
+        details_blob = raw[1]
+        parsed: dict[str, Any] = {}
+
+        def details_of(version: str) -> FileDetails:
+            def read() -> Sequence[Sequence[str]]:
+                if not parsed:
+                    parsed.update(marshal.loads(details_blob))
+                return parsed.get(version, ())  # type: ignore[no-any-return]
+
+            return read
+
+        return {
+            version: Release(
+                project=project,
+                version=version,
+                uploaded=uploaded,
+                yanked=yanked,
+                requires_python=requires_python,
+                requires_dist=None if requires_dist is None else tuple(requires_dist),
+                filenames=tuple(filenames),
+                details=details_of(version),
+            )
+            for version, (uploaded, yanked, requires_python, requires_dist, filenames) in meta.items()
+        }
     return {
         version: Release(
             project=project,
             version=version,
-            uploaded=raw["uploaded"],
-            yanked=bool(raw["yanked"]),
-            requires_python=raw["requires_python"],
-            requires_dist=None if raw["requires_dist"] is None else tuple(raw["requires_dist"]),
-            files=tuple(ReleaseFile(*f) for f in raw["files"]),
+            uploaded=r["uploaded"],
+            yanked=bool(r["yanked"]),
+            requires_python=r["requires_python"],
+            requires_dist=None if r["requires_dist"] is None else tuple(r["requires_dist"]),
+            files=tuple(ReleaseFile(*f) for f in r["files"]),
         )
-        for version, raw in versions.items()
+        for version, r in raw.items()
     }
+
+
+def _blobs(versions: dict[str, Any]) -> Blobs:
+    meta = {}
+    for version, r in versions.items():
+        filenames = [f[0] for f in r["files"]]
+        meta[version] = [r["uploaded"], bool(r["yanked"]), r["requires_python"], r["requires_dist"]]
+        meta[version].append(filenames)
+    details = {v: [[f[1], f[2]] for f in r["files"]] for v, r in versions.items()}
+    return marshal.dumps(meta), marshal.dumps(details)
 
 
 def _version(text: str) -> Version | None:
@@ -190,6 +283,8 @@ def _read(path: Path) -> Snapshot | None:
     try:
         with cached.open("rb") as handle:
             date, blobs = pickle.load(handle)
+        if not isinstance(blobs, dict) or not all(isinstance(b, tuple) for b in blobs.values()):
+            raise ValueError("stale cache layout")
         return Snapshot(date=date, raw=blobs)
     except (OSError, pickle.PickleError, EOFError, ValueError, TypeError):
         pass
@@ -198,7 +293,7 @@ def _read(path: Path) -> Snapshot | None:
             snapshot = from_document(json.load(handle))
     except (OSError, ValueError, KeyError, TypeError, EOFError):
         return None
-    blobs = {name: json.dumps(raw).encode() for name, raw in snapshot._raw.items()}
+    blobs = {name: _blobs(raw) for name, raw in snapshot._raw.items() if isinstance(raw, dict)}
     replace_cache_pickle(cached, (snapshot.date, blobs), "snapshot-*.pickle")
     return snapshot
 

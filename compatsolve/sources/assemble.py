@@ -50,17 +50,28 @@ class EnvironmentRequest:
 
 def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Environment]:
     """One environment per machine: several `--target`/`--from` make a fleet (plan)."""
-    from compatsolve.sources import declared, report, snapshot, target
-    from compatsolve.sources.probe import probe_machine, probe_python_here
+    # Each source module is imported only when its option is used: a plain `plan --target`
+    # should not pay for the report parsers' regexes or the probe's NVML bindings.
+    machines: list[Environment] = []
+    if request.from_files:
+        from compatsolve.sources import snapshot
 
-    machines: list[Environment] = [snapshot.load_snapshot(f) for f in request.from_files]
-    machines += [target.parse_target(spec, kb, lenient=request.lenient) for spec in request.targets]
+        machines += [snapshot.load_snapshot(f) for f in request.from_files]
+    if request.targets:
+        from compatsolve.sources import target
+
+        machines += [target.parse_target(spec, kb, lenient=request.lenient) for spec in request.targets]
     shared: list[Environment] = []
     if not request.machine_given:
+        from compatsolve.sources.probe import probe_machine
+
         shared.append(probe_machine())
-    for path in request.reports:
-        text = read_text_input(path, "report")
-        shared.append(report.parse_report(text, "stdin" if path == "-" else path, kb))
+    if request.reports:
+        from compatsolve.sources import report
+
+        for path in request.reports:
+            text = read_text_input(path, "report")
+            shared.append(report.parse_report(text, "stdin" if path == "-" else path, kb))
     if request.python_path:
         shared.append(_other_interpreter(Path(request.python_path)))
     if request.site_packages:
@@ -76,11 +87,16 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
             )
         )
     elif not request.packages_given and not request.targets and not request.python_path:
+        from compatsolve.sources.probe import probe_python_here
+
         shared.append(probe_python_here())
-    shared += [declared.parse_requirements_file(p) for p in request.requirements]
-    shared += [declared.parse_lock_file(p) for p in request.locks]
-    if request.with_packages:
-        shared.append(declared.parse_with(list(request.with_packages), lenient=request.lenient))
+    if request.requirements or request.locks or request.with_packages:
+        from compatsolve.sources import declared
+
+        shared += [declared.parse_requirements_file(p) for p in request.requirements]
+        shared += [declared.parse_lock_file(p) for p in request.locks]
+        if request.with_packages:
+            shared.append(declared.parse_with(list(request.with_packages), lenient=request.lenient))
     run_layer = Environment(run=_resolve_model(request, kb))
     if request.run.model and run_layer.run.model is None:
         run_layer = replace(
