@@ -170,7 +170,8 @@ class FactTest:
                 return _truth(self.presence)
             if self.fact.startswith("pkg.") and facts.get("_packages_complete") is True:
                 return _truth(not self.presence)
-            if self.fact.startswith("env.") and facts.get("_env_complete") is True:
+            # The live probe reads every variable and looks for nvcc in the same pass.
+            if self.fact.startswith(("env.", "toolkit.")) and facts.get("_env_complete") is True:
                 return _truth(not self.presence)
             return Truth.UNKNOWN
         if value is None:
