@@ -8,7 +8,14 @@ asked for torch + transformers; compatsolve plans the transformers inference sta
 installed in some environment: pass its executable with --rigsolve (e.g. a venv made with
 `python -m venv /tmp/rig && /tmp/rig/bin/pip install rigsolve`).
 
-Usage: python bench/bench_plan.py --rigsolve /tmp/rig/bin/rigsolve [--runs N]
+Both tools should run the way users run them: installed by pip into a virtual environment (pip
+byte-compiles the modules at install time). Pass such an install with --compatsolve (e.g.
+`python -m venv /tmp/cs && /tmp/cs/bin/pip install .`); without it, this interpreter runs
+`-m compatsolve`, which is slower when bytecode is not written (PYTHONDONTWRITEBYTECODE) and when
+the interpreter's site-packages has .pth files that import at start-up.
+
+Usage: python bench/bench_plan.py --rigsolve /tmp/rig/bin/rigsolve [--compatsolve /tmp/cs/bin/compatsolve]
+       [--runs N]
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ def timed(argv: list[str], runs: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rigsolve", required=True)
+    parser.add_argument("--compatsolve", help="an installed compatsolve executable (default: -m here)")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    launcher = [args.compatsolve] if args.compatsolve else [sys.executable, "-m", "compatsolve"]
     plan = [
-        sys.executable,
-        "-m",
-        "compatsolve",
+        *launcher,
         "plan",
         "--model",
         "qwen2.5-1.5b-instruct",
@@ -68,7 +75,7 @@ def main() -> None:
     t_plan, rc_plan = timed(plan, args.runs)
     t_rig, rc_rig = timed(rig, args.runs)
     print(f"request: torch + transformers stack on {TARGET}; {args.runs} runs, median, cold processes")
-    print(f"compatsolve plan   : {t_plan:.3f} s (exit {rc_plan})")
+    print(f"compatsolve plan   : {t_plan:.3f} s (exit {rc_plan}) via {' '.join(launcher)}")
     print(f"rigsolve solve     : {t_rig:.3f} s (exit {rc_rig})")
     print(f"ratio plan / rigsolve: {t_plan / t_rig:.2f}x")
 

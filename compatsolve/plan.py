@@ -67,6 +67,8 @@ class Plan:
     derivation: list[str] = field(default_factory=list)
     machines: list[dict[str, Any]] = field(default_factory=list)
     pins: list[Candidate] = field(default_factory=list)
+    # Dependencies of the pins that the snapshot does not cover: the installer resolves them.
+    unplanned: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     snapshot_date: str | None = None
 
@@ -178,7 +180,8 @@ def resolve_stack(
     kb: Knowledge,
     snapshot: Snapshot,
     run_facts: Mapping[str, Any],
-) -> tuple[dict[str, Candidate] | None, dict[str, Any] | None, list[str], Exclusions]:
+) -> tuple[dict[str, Candidate] | None, dict[str, Any] | None, list[str], frozenset[str]]:
+    """(pins, conflict, derivation, dependencies the pins need that the plan leaves to the installer)."""
     from resolvelib import BaseReporter, Resolver
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
@@ -213,20 +216,20 @@ def resolve_stack(
                     f"{dropped} left out: {_cause_text(exc.causes, provider.exclusions, dropped)}"
                 )
                 continue
-            return None, _conflict(exc.causes, provider.exclusions, roots), derivation, exclusions
+            return None, _conflict(exc.causes, provider.exclusions, roots), derivation, frozenset()
         except ResolutionTooDeep:
-            return (
-                None,
-                {"summary": "the search gave up (too many combinations)"},
-                derivation,
-                provider.exclusions,
-            )
+            return None, {"summary": "the search gave up (too many combinations)"}, derivation, frozenset()
         exclusions = provider.exclusions
         pins = dict(result.mapping)
         problem = _post_check(pins, machines, run_facts, kb, request)
         if problem is None:
             derivation += [f"pinned {cand.label}" for _, cand in sorted(pins.items())]
-            return pins, None, derivation, exclusions
+            unplanned = set().union(*(provider.unplanned_dependencies(c) for c in pins.values())) - set(pins)
+            if unplanned:
+                derivation.append(
+                    "left to the installer (outside the snapshot): " + ", ".join(sorted(unplanned))
+                )
+            return pins, None, derivation, frozenset(unplanned)
         label, name, why, rule_id = problem
         # Ban every candidate of that package the same rule would reject beside the other pins,
         # not just this one: one step per rule instead of one per release.
@@ -245,7 +248,7 @@ def resolve_stack(
         None,
         {"summary": "no combination passed the failure rules after 12 attempts"},
         derivation,
-        exclusions,
+        frozenset(),
     )
 
 
@@ -707,7 +710,7 @@ def make_plan(
             run_facts["run.method"] = request.method
         if request.quantization and request.quantization != "none":
             run_facts["run.quantization"] = request.quantization
-        pins, conflict, derivation, _exclusions = resolve_stack(
+        pins, conflict, derivation, unplanned = resolve_stack(
             request, engine, machines, kb, snapshot, run_facts
         )
         plan.derivation += [f"[{engine}] {line}" for line in derivation]
@@ -723,6 +726,7 @@ def make_plan(
         plan.feasible = True
         pins = with_torch_companions(pins)
         plan.pins = sorted(pins.values(), key=lambda c: c.name)
+        plan.unplanned = sorted(unplanned - set(pins))
         plan.packages = [_package_entry(c, pins, machines, kb, request, engine) for c in plan.pins]
         plan.settings = {k: v for k, v in settings.items() if k not in ("model_repo", "processes")}
         if settings.get("model_repo"):

@@ -240,6 +240,25 @@ class Provider:
             deps.append(Req(name, specifier, f"{candidate.label} requires {name}{specifier}"))
         return deps
 
+    def unplanned_dependencies(self, candidate: Candidate) -> set[str]:
+        """What this release needs on the target that the plan leaves to the installer: projects
+        outside the snapshot, and the nvidia-* runtimes torch brings along."""
+        if candidate.release is None or candidate.release.requires_dist is None:
+            return set()
+        extra = PLANNED_EXTRAS.get(candidate.name, "")
+        out = set()
+        for line in candidate.release.requires_dist:
+            parsed = requirement_parts(line)
+            if parsed is None:
+                continue
+            name, _, marker = parsed
+            if name in self._universe and not name.startswith("nvidia-"):
+                continue
+            if marker is not None and not self._marker_holds(marker, extra):
+                continue
+            out.add(name)
+        return out
+
     def narrow_requirement_selection(
         self,
         identifiers: Iterable[str],
