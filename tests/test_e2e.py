@@ -1,17 +1,25 @@
 """End-to-end evaluation on failures from public issues that are NOT in the study corpus the rules
-were mined from (tests/e2e/cases.toml, each with its source link): hardware, packages, model and
-the error line, as a user would give them to `compatsolve audit --error`.
+were mined from, described as a user would give them to `compatsolve audit --error`: hardware,
+packages, model and the error line.
+
+Two suites:
+- tests/e2e/cases.toml, the development suite. Its sources are outside the study corpus, but the
+  rule miners also read the stack's trackers, so some of its threads are cited as rule evidence
+  too (in-sample); the figures are printed for both parts.
+- tests/e2e/heldout.toml, the held-out suite, collected by someone who did not read the rules,
+  from threads that no file of knowledge/ or tests/ cited. A test keeps it that way: a rule may not
+  cite a held-out source. At collection it scored 7/14 detected and ranked first, 0/5 false alarms.
 
 Measured: for environmental cases, whether the true cause (kind and an implicated component) is
 found among the error-explaining findings (detection) and ranked first; for non-environmental
 cases (user code, data), whether an error-severity finding wrongly claims to explain the error
-(false alarm). The figures are printed. The audit issue's goals are 90 % detected and 75 % ranked first; the
-floors asserted here are the levels measured when this suite was written (67 % / 67 %, no false
-alarm), so that a change that loses ground fails. Raise them as the knowledge grows.
+(false alarm). The audit issue's goals are 90 % detected and 75 % ranked first. The floors below
+are regression guards at the levels measured when they were last raised, not the goals.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,12 +37,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DETECTION_FLOOR = 0.65
-RANKED_FIRST_FLOOR = 0.65
-
-CASES: list[dict[str, Any]] = tomllib.loads((Path(__file__).parent / "e2e" / "cases.toml").read_text())[
-    "case"
-]
+FLOORS = {  # suite: (detection, ranked first)
+    "cases": (0.85, 0.80),
+    "heldout": (0.50, 0.50),
+}
+E2E = Path(__file__).parent / "e2e"
+SUITES: dict[str, list[dict[str, Any]]] = {
+    name: tomllib.loads((E2E / f"{name}.toml").read_text())["case"] for name in FLOORS
+}
+CASES = SUITES["cases"]
 CORPUS = {
     r["link"]
     for r in tomllib.loads(
@@ -73,23 +84,39 @@ def _hit(finding: Any, case: dict[str, Any]) -> bool:
     )
 
 
+def _cited_urls() -> set[str]:
+    root = Path(__file__).parent.parent / "knowledge"
+    text = "\n".join(p.read_text() for p in root.rglob("*.toml"))
+    return set(re.findall(r"https://github\.com/[^\s\"']+", text))
+
+
 def test_cases_are_public_and_outside_the_mined_corpus() -> None:
     assert len(CASES) >= 40
-    for case in CASES:
-        assert case["source"].startswith("https://github.com/")
-        assert case["source"] not in CORPUS
+    for suite in SUITES.values():
+        for case in suite:
+            assert case["source"].startswith("https://github.com/")
+            assert case["source"] not in CORPUS
+    ids = [c["id"] for suite in SUITES.values() for c in suite]
+    assert len(ids) == len(set(ids))
 
 
-@pytest.fixture(scope="module")
-def results() -> dict[str, Any]:
+def test_heldout_sources_stay_uncited() -> None:
+    """A held-out thread cited by a rule is no longer held out: move its case to cases.toml."""
+    cited = _cited_urls()
+    assert not [c["id"] for c in SUITES["heldout"] if c["source"] in cited]
+
+
+def _evaluate(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    cited = _cited_urls()
     rows = []
-    for case in CASES:
+    for case in cases:
         findings = judge(case)
         explaining = [f for f in findings if f.explains_error]
         rows.append(
             {
                 "id": case["id"],
                 "environmental": case["environmental"],
+                "in_sample": case["source"] in cited,
                 "found": case["environmental"] and any(_hit(f, case) for f in explaining),
                 "first": case["environmental"] and bool(explaining) and _hit(explaining[0], case),
                 "false_alarm": (not case["environmental"])
@@ -98,33 +125,48 @@ def results() -> dict[str, Any]:
         )
     env_rows = [r for r in rows if r["environmental"]]
     other = [r for r in rows if not r["environmental"]]
-    summary = {
+    out_of_sample = [r for r in env_rows if not r["in_sample"]]
+    return {
         "environmental": len(env_rows),
         "detected": sum(r["found"] for r in env_rows),
         "ranked_first": sum(r["first"] for r in env_rows),
+        "out_of_sample": len(out_of_sample),
+        "out_of_sample_detected": sum(r["found"] for r in out_of_sample),
+        "out_of_sample_first": sum(r["first"] for r in out_of_sample),
         "non_environmental": len(other),
         "false_alarms": sum(r["false_alarm"] for r in other),
         "missed": [r["id"] for r in env_rows if not r["found"]],
         "alarms": [r["id"] for r in other if r["false_alarm"]],
     }
-    print("\ne2e:", summary)
-    return summary
 
 
-def test_detection_rate(results: dict[str, Any]) -> None:
-    rate = results["detected"] / results["environmental"]
-    print(
-        f"detection {results['detected']}/{results['environmental']} = {rate:.0%}; missed {results['missed']}"
-    )
-    assert rate >= DETECTION_FLOOR
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict[str, Any]]:
+    summaries = {name: _evaluate(cases) for name, cases in SUITES.items()}
+    for name, summary in summaries.items():
+        print(f"\ne2e {name}:", summary)
+    return summaries
 
 
-def test_ranked_first_rate(results: dict[str, Any]) -> None:
-    rate = results["ranked_first"] / results["environmental"]
-    print(f"ranked first {results['ranked_first']}/{results['environmental']} = {rate:.0%}")
-    assert rate >= RANKED_FIRST_FLOOR
+@pytest.mark.parametrize("suite", list(FLOORS))
+def test_detection_rate(results: dict[str, dict[str, Any]], suite: str) -> None:
+    r = results[suite]
+    rate = r["detected"] / r["environmental"]
+    print(f"{suite}: detection {r['detected']}/{r['environmental']} = {rate:.0%}; missed {r['missed']}")
+    assert rate >= FLOORS[suite][0]
 
 
-def test_no_false_alarm_on_non_environmental_cases(results: dict[str, Any]) -> None:
-    print(f"false alarms {results['false_alarms']}/{results['non_environmental']}: {results['alarms']}")
-    assert results["false_alarms"] == 0
+@pytest.mark.parametrize("suite", list(FLOORS))
+def test_ranked_first_rate(results: dict[str, dict[str, Any]], suite: str) -> None:
+    r = results[suite]
+    rate = r["ranked_first"] / r["environmental"]
+    print(f"{suite}: ranked first {r['ranked_first']}/{r['environmental']} = {rate:.0%}")
+    assert rate >= FLOORS[suite][1]
+
+
+@pytest.mark.parametrize("suite", list(FLOORS))
+def test_no_false_alarm_on_non_environmental_cases(results: dict[str, dict[str, Any]], suite: str) -> None:
+    r = results[suite]
+    print(f"{suite}: false alarms {r['false_alarms']}/{r['non_environmental']}: {r['alarms']}")
+    assert r["non_environmental"] >= 4
+    assert r["false_alarms"] == 0
