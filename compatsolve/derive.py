@@ -28,6 +28,10 @@ BYTES_PER_PARAM = {
 }
 WEIGHT_OVERHEAD = 1.1
 GIB = 1024**3
+# Full fine-tuning with mixed-precision Adam keeps 16 bytes per parameter: 16-bit weights and
+# gradients (2 + 2) and fp32 master weights and two Adam moments (4 + 4 + 4), as the ZeRO paper
+# counts it (7.5B parameters -> 120 GB), before activations. ZeRO-3 shards all of it.
+FULL_FINETUNE_BYTES_PER_PARAM = 16
 
 
 def _major(value: Any) -> str | None:
@@ -101,6 +105,9 @@ def _memory(out: dict[str, Any]) -> None:
     else:
         key = str(out.get("model.torch_dtype") or "bfloat16")
     out["memory.weights_gib"] = weights_gib(float(params), key)
+    if out.get("run.stage") == "fine-tuning":
+        states = float(params) * 1e9 * FULL_FINETUNE_BYTES_PER_PARAM * WEIGHT_OVERHEAD / GIB
+        out["memory.full_finetune_gib"] = round(states, 1)
     vram, count = out.get("gpu.vram_gib"), out.get("gpu.count")
     if isinstance(vram, (int, float)) and isinstance(count, int) and count > 0:
         engine = out.get("run.engine")

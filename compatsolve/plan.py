@@ -11,7 +11,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from compatsolve.derive import GIB, weights_gib
+from compatsolve.derive import FULL_FINETUNE_BYTES_PER_PARAM, GIB, weights_gib
 from compatsolve.environment import Environment, model_facts
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge, ModelCard
@@ -464,10 +464,6 @@ def choose_settings(
 
 
 QUANT_PREFERENCE = ("awq", "gptq", "fp8")
-# Full fine-tuning with mixed-precision Adam keeps 16 bytes per parameter: 16-bit weights and
-# gradients (2 + 2) and fp32 master weights and two Adam moments (4 + 4 + 4), as the ZeRO paper
-# counts it (7.5B parameters -> 120 GB), before activations. ZeRO-3 shards all of it.
-FULL_FINETUNE_BYTES_PER_PARAM = 16
 
 
 def _fit_training(

@@ -87,6 +87,7 @@ DERIVED_FACTS = frozenset(
         "model.min_sglang",
         "memory.weights_gib",
         "memory.available_gib",
+        "memory.full_finetune_gib",
         "run.tp_divides_heads",
         "run.gpus_used",
     }
