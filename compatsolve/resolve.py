@@ -248,12 +248,17 @@ class Provider:
         extra = PLANNED_EXTRAS.get(candidate.name, "")
         out = set()
         for line in candidate.release.requires_dist:
+            # The same cheap filters as _dependencies: planned names and other extras' lines
+            # need no parse (big packages list hundreds of extras' requirements).
+            name = requirement_name(line)
+            if name in self._universe and not name.startswith("nvidia-"):
+                continue
+            if "extra" in line and not (extra and extra in line):
+                continue
             parsed = requirement_parts(line)
             if parsed is None:
                 continue
             name, _, marker = parsed
-            if name in self._universe and not name.startswith("nvidia-"):
-                continue
             if marker is not None and not self._marker_holds(marker, extra):
                 continue
             out.add(name)
