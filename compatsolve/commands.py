@@ -102,7 +102,11 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
     judged = auditing.audit(env, kb)
     findings, ruled_out = judged.findings, list[str]()
     if error is not None:
-        extra = judged.findings if full_audit else auditing.unresolved_findings(env)
+        if full_audit:
+            extra = judged.findings
+        else:  # the facts' own problems only where the message names them
+            conflicts = [f for f in judged.findings if diagnosing.reports_conflict(error, f)]
+            extra = auditing.unresolved_findings(env) + conflicts
         findings, ruled_out = diagnosing.diagnose(error, judged.facts, kb, extra=extra)
     view.render(
         args.format,

@@ -8,6 +8,7 @@ from typing import Any
 
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import Knowledge
+from compatsolve.metadata_check import PIP_CONFLICT_REPORT
 from compatsolve.rules import Truth
 
 MAX_ERROR_CHARS = 400_000
@@ -59,14 +60,26 @@ def diagnose(
     error: str, facts: dict[str, Any], kb: Knowledge, extra: list[Finding] | None = None
 ) -> tuple[list[Finding], list[str]]:
     """Candidates for `error`, then (for `audit --error`) the other findings, marked as not
-    explaining it."""
+    explaining it unless the message reports them (a pip conflict naming their packages)."""
     found, ruled_out = candidates(error, facts, kb)
     seen = {f.rule for f in found}
     for finding in extra or []:
         if finding.rule in seen and finding.rule != "requires-dist":
             continue
-        found.append(Finding(**{**_fields(finding), "explains_error": False}))
+        found.append(Finding(**{**_fields(finding), "explains_error": reports_conflict(error, finding)}))
     return order(found, error_given=True), ruled_out
+
+
+def reports_conflict(error: str, finding: Finding) -> bool:
+    """A Requires-Dist conflict the metadata confirms explains a pip conflict report that names
+    one of its packages (pip names the package whose pin broke, which may be the other side)."""
+    text = normalise(error)
+    # Only version conflicts: "not installed" findings of a partly declared environment are noise.
+    if finding.rule != "requires-dist" or finding.severity != "error" or not PIP_CONFLICT_REPORT.search(text):
+        return False
+    return any(
+        re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.I) for name in finding.components
+    )
 
 
 def _fields(finding: Finding) -> dict[str, Any]:

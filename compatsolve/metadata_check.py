@@ -4,6 +4,7 @@ a report) take it from the PyPI snapshot."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
@@ -14,6 +15,13 @@ from packaging.version import InvalidVersion, Version
 
 from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM, Environment
 from compatsolve.findings import Finding
+
+# How pip reports a Requires-Dist conflict, after an install ("X 1.0 requires torch==2.3.0, but you
+# have torch 2.3.1 which is incompatible") or when it cannot resolve one.
+PIP_CONFLICT_REPORT = re.compile(
+    r"requires [^,\n]+, but you have |conflicting dependencies|ResolutionImpossible",
+    re.IGNORECASE,
+)
 
 
 def marker_environment(env: Environment) -> dict[str, str]:

@@ -214,3 +214,43 @@ def test_diagnose_on_log_fragments_orders_and_scores(text: str) -> None:
     scores = [f.score for f in found]
     assert scores == sorted(scores, reverse=True)
     assert all(0 < f.confidence < 1 for f in found)
+
+
+# pip's own conflict report (the form of facebookresearch/xformers issues 752 and 954): xformers
+# 0.0.26.post1 pins torch==2.3.0 in its PyPI metadata, so beside torch 2.3.1 the metadata check
+# confirms a conflict the message names.
+PIP_CONFLICT = (
+    "torchvision 0.18.1+cu121 requires torch==2.3.1, but you have torch 2.3.0 which is incompatible."
+)
+CONFLICTING = ("--with", "torch==2.3.1", "--with", "xformers==0.0.26.post1", "--with", "torchvision==0.18.1")
+
+
+def _findings(*args: str) -> list[dict[str, object]]:
+    done = cli(*args, "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    findings: list[dict[str, object]] = json.loads(done.stdout)["findings"]
+    return findings
+
+
+def test_pip_conflict_report_is_explained_by_the_confirmed_requires_dist_conflict() -> None:
+    findings = _findings("diagnose", "--error", PIP_CONFLICT, *CONFLICTING)
+    first = findings[0]
+    assert first["rule"] == "requires-dist" and first["explains_error"] is True
+    assert first["kind"] == "package-pin-conflict" and set(first["components"]) == {"xformers", "torch"}  # type: ignore[arg-type]
+
+
+def test_requires_dist_conflict_does_not_explain_an_unrelated_error() -> None:
+    unrelated = "KeyError: 'input_ids'"
+    assert not [
+        f for f in _findings("diagnose", "--error", unrelated, *CONFLICTING) if f["rule"] == "requires-dist"
+    ]
+    audited = [
+        f for f in _findings("audit", "--error", unrelated, *CONFLICTING) if f["rule"] == "requires-dist"
+    ]
+    assert audited and not any(f["explains_error"] for f in audited)
+
+
+def test_pip_conflict_naming_other_packages_is_not_claimed() -> None:
+    other = "fastai 2.7.11 requires pandas<2, but you have pandas 2.2.0 which is incompatible."
+    findings = _findings("audit", "--error", other, *CONFLICTING)
+    assert not [f for f in findings if f["rule"] == "requires-dist" and f["explains_error"]]
