@@ -218,14 +218,29 @@ class Provider:
         return self._deps_cache[key]
 
     def _dependencies(self, candidate: Candidate) -> list[Req]:
+        return [
+            Req(name, specifier, f"{candidate.label} requires {name}{specifier}")
+            for name, specifier in self._requirements(candidate, planned=True)
+        ]
+
+    def unplanned_dependencies(self, candidate: Candidate) -> set[str]:
+        """What this release needs on the target that the plan leaves to the installer: projects
+        outside the snapshot, and the nvidia-* runtimes torch brings along."""
+        return {name for name, _ in self._requirements(candidate, planned=False)}
+
+    def _planned(self, name: str) -> bool:
+        return name in self._universe and not name.startswith("nvidia-")
+
+    def _requirements(self, candidate: Candidate, *, planned: bool) -> Iterator[tuple[str, SpecifierSet]]:
+        """The release's Requires-Dist that apply on every target machine (markers, the planned
+        extra), restricted to the projects the plan pins (`planned`) or to the others."""
         if candidate.release is None or candidate.release.requires_dist is None:
-            return []
-        deps = []
+            return
         extra = PLANNED_EXTRAS.get(candidate.name, "")
         for line in candidate.release.requires_dist:
-            # Cheap filters before a full parse: most lines of big packages are extras or name
-            # packages outside the planned stack.
-            if requirement_name(line) not in self._universe:
+            # Cheap filters before a full parse: big packages list hundreds of requirements of
+            # other extras or of the other side.
+            if self._planned(requirement_name(line)) is not planned:
                 continue
             if "extra" in line and not (extra and extra in line):
                 continue
@@ -233,36 +248,11 @@ class Provider:
             if parsed is None:
                 continue
             name, specifier, marker = parsed
-            if name not in self._universe or name.startswith("nvidia-"):
-                continue  # outside the planned stack: left to the installer
+            if self._planned(name) is not planned:
+                continue
             if marker is not None and not self._marker_holds(marker, extra):
                 continue
-            deps.append(Req(name, specifier, f"{candidate.label} requires {name}{specifier}"))
-        return deps
-
-    def unplanned_dependencies(self, candidate: Candidate) -> set[str]:
-        """What this release needs on the target that the plan leaves to the installer: projects
-        outside the snapshot, and the nvidia-* runtimes torch brings along."""
-        if candidate.release is None or candidate.release.requires_dist is None:
-            return set()
-        extra = PLANNED_EXTRAS.get(candidate.name, "")
-        out = set()
-        for line in candidate.release.requires_dist:
-            # The same cheap filters as _dependencies: planned names and other extras' lines
-            # need no parse (big packages list hundreds of extras' requirements).
-            name = requirement_name(line)
-            if name in self._universe and not name.startswith("nvidia-"):
-                continue
-            if "extra" in line and not (extra and extra in line):
-                continue
-            parsed = requirement_parts(line)
-            if parsed is None:
-                continue
-            name, _, marker = parsed
-            if marker is not None and not self._marker_holds(marker, extra):
-                continue
-            out.add(name)
-        return out
+            yield name, specifier
 
     def narrow_requirement_selection(
         self,

@@ -211,9 +211,8 @@ def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Relea
 def _blobs(versions: dict[str, Any]) -> Blobs:
     meta = {}
     for version, r in versions.items():
-        filenames = [f[0] for f in r["files"]]
-        meta[version] = [r["uploaded"], bool(r["yanked"]), r["requires_python"], r["requires_dist"]]
-        meta[version].append(filenames)
+        names = [f[0] for f in r["files"]]
+        meta[version] = [r["uploaded"], bool(r["yanked"]), r["requires_python"], r["requires_dist"], names]
     details = {v: [[f[1], f[2]] for f in r["files"]] for v, r in versions.items()}
     return marshal.dumps(meta), marshal.dumps(details)
 

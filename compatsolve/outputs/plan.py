@@ -97,7 +97,7 @@ def requirements(plan: Plan, *, constraints: bool = False) -> str:
 
 def _all_hashed(plan: Plan) -> bool:
     """pip's hash-checking mode needs a hash on every line, so hashes go in only when all are known."""
-    return all(c.index_url == PYPI_INDEX and c.wheels for c in plan.pins)
+    return all(c.index_url == PYPI_INDEX and c.wheels and all(w.sha256 for w in c.wheels) for c in plan.pins)
 
 
 def _hashable(plan: Plan) -> bool:
@@ -109,7 +109,11 @@ def pylock(plan: Plan, profile: dict[str, Any]) -> str:
     """PEP 751 pylock.toml; refuses when a package's files (and so hashes) are not known offline."""
     import tomli_w
 
-    missing = [c.label for c in plan.pins if c.index_url != PYPI_INDEX or not c.wheels]
+    missing = [
+        c.label
+        for c in plan.pins
+        if c.index_url != PYPI_INDEX or not c.wheels or not all(w.sha256 for w in c.wheels)
+    ]
     if missing:
         raise InputError(
             "cannot write pylock.toml: no hashes known offline for "
