@@ -456,6 +456,8 @@ def choose_settings(
             f"overhead leaves room for {max_len} tokens (capped at the model's "
             f"{card.context_length})"
         )
+    if settings["quantization"] and settings["dtype"] == "bfloat16":
+        _quantized_dtype(settings, reasons, engine, machines, pins, request, kb)
     settings["attention_backend"], reasons["attention_backend"] = _attention(engine, pins, min_cc)
     env, env_reasons = _env_from_rules(machines, pins, settings, request, kb)
     settings["env"] = env
@@ -464,6 +466,43 @@ def choose_settings(
 
 
 QUANT_PREFERENCE = ("awq", "gptq", "fp8")
+
+
+def _quantized_dtype(
+    settings: dict[str, Any],
+    reasons: dict[str, str],
+    engine: str,
+    machines: Sequence[Machine],
+    pins: Mapping[str, Candidate],
+    request: PlanRequest,
+    kb: Knowledge,
+) -> None:
+    """Some engines' kernels for a quantization compute in float16 only (vLLM's awq and gptq):
+    when a failure rule rejects bfloat16 with this quantization and accepts float16, use float16."""
+
+    def blocking(dtype: str) -> str | None:
+        run = {
+            "run.stage": request.stage,
+            "run.engine": engine,
+            "run.dtype": dtype,
+            "run.quantization": settings["quantization"],
+        }
+        for machine in machines:
+            facts = plan_facts(pins, machine, run)
+            for rule in kb.rules:
+                if rule.when is None or rule.severity != "error" or request.stage not in rule.stages:
+                    continue
+                if "run.dtype" in rule.when.facts() and rule.when.evaluate(facts) is Truth.TRUE:
+                    return rule.id
+        return None
+
+    rule_id = blocking("bfloat16")
+    if rule_id is not None and blocking("float16") is None:
+        settings["dtype"] = "float16"
+        reasons["dtype"] = (
+            f"{engine}'s {settings['quantization']} kernels compute in float16 only ({rule_id}): "
+            "float16 instead of the checkpoint's bfloat16"
+        )
 
 
 def _fit_training(

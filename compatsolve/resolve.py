@@ -435,11 +435,13 @@ class Provider:
         needs_gpu = any(m.ccs for m in self.machines)
         # Variants the knowledge base lists; where it lists none, the PyPI build is still known.
         variants = facts.variants or ((facts.pypi_variant,) if facts.pypi_variant else ())
-        if not needs_gpu and "cpu" not in variants and facts.pypi_variant:
+        on_linux = all(m.os_name in ("linux", "wsl") for m in self.machines)
+        if not needs_gpu and not on_linux:
+            variants = ("cpu",)  # macOS/Windows: PyPI's wheel is the CPU build (MPS on macOS)
+        elif not needs_gpu and "cpu" not in variants and facts.pypi_variant:
             variants = (facts.pypi_variant,)  # the PyPI CUDA build also runs on a CPU-only machine
         for variant in variants:
             pypi_default = variant == facts.pypi_variant
-            on_linux = all(m.os_name in ("linux", "wsl") for m in self.machines)
             index = (
                 PYPI_INDEX
                 if (pypi_default and on_linux) or (variant == "cpu" and not on_linux)

@@ -13,7 +13,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from compatsolve.knowledge import load
-from compatsolve.plan import Plan, PlanRequest, make_plan
+from compatsolve.plan import Plan, PlanRequest, machine_of, make_plan, plan_facts
+from compatsolve.rules import Truth
 from compatsolve.snapshot import load_snapshot
 from compatsolve.sources.assemble import finish
 from compatsolve.sources.target import parse_target
@@ -100,6 +101,8 @@ def test_scenario(case: dict[str, Any]) -> None:
             assert plan.settings["quantization"] == value
         elif key == "torch":
             assert pins["torch"]["version"] == value
+        elif key == "torch_variant":
+            assert (pins["torch"]["variant"], pins["torch"]["index_url"]) == tuple(value)
     check_invariants(plan, envs, case)
 
 
@@ -160,7 +163,24 @@ def check_invariants(plan: Plan, envs: list[Any], case: dict[str, Any]) -> None:
     for env in envs:
         if env.gpus:
             assert tp <= len(env.gpus)
-    # 7. JSON contract shape
+    # 7. the chosen settings (dtype, quantization, engine) trip no error rule about them: an
+    #    audit of the planned stack with these settings would find no such failure
+    command = plan.command or ""
+    engine = "sglang" if "sglang" in command else "vllm" if "vllm" in command else "transformers"
+    run = {
+        "run.stage": case["stage"],
+        "run.engine": engine,
+        "run.dtype": plan.settings["dtype"],
+        "run.quantization": plan.settings["quantization"] or "none",
+    }
+    for i, env in enumerate(envs):
+        facts = plan_facts(pins, machine_of(env, kb, case.get("python"), f"machine {i}"), run)
+        for rule in kb.rules:
+            if rule.when is None or rule.severity != "error" or case["stage"] not in rule.stages:
+                continue
+            if "run.dtype" in rule.when.facts() or "run.quantization" in rule.when.facts():
+                assert rule.when.evaluate(facts) is not Truth.TRUE, (rule.id, run)
+    # 8. JSON contract shape
     doc = plan.to_json()
     assert doc["schema"] == "compatsolve.plan/1"
     for entry in doc["packages"]:
