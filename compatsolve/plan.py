@@ -14,7 +14,7 @@ from packaging.version import Version
 from compatsolve.derive import FULL_FINETUNE_BYTES_PER_PARAM, GIB, weights_gib
 from compatsolve.environment import Environment, model_facts
 from compatsolve.errors import InputError
-from compatsolve.knowledge import Knowledge, ModelCard
+from compatsolve.knowledge import Knowledge, ModelCard, Rule
 from compatsolve.resolve import (
     PLANNED_EXTRAS,
     PYPI_INDEX,
@@ -298,6 +298,11 @@ def plan_facts(
     return facts
 
 
+def failure_rules(kb: Knowledge, stage: str) -> list[Rule]:
+    """The rules a plan must not trip: error severity, a condition, this stage."""
+    return [r for r in kb.rules if r.when is not None and r.severity == "error" and stage in r.stages]
+
+
 def _post_check(
     pins: Mapping[str, Candidate],
     machines: Sequence[Machine],
@@ -311,9 +316,8 @@ def _post_check(
     torch = pins.get("torch")
     for machine in machines:
         facts = plan_facts(pins, machine, run_facts)
-        for rule in kb.rules:
-            if rule.when is None or rule.severity != "error" or request.stage not in rule.stages:
-                continue
+        for rule in failure_rules(kb, request.stage):
+            assert rule.when is not None
             if rule.when.evaluate(facts) is not Truth.TRUE:
                 continue
             involved = [
@@ -489,9 +493,8 @@ def _quantized_dtype(
         }
         for machine in machines:
             facts = plan_facts(pins, machine, run)
-            for rule in kb.rules:
-                if rule.when is None or rule.severity != "error" or request.stage not in rule.stages:
-                    continue
+            for rule in failure_rules(kb, request.stage):
+                assert rule.when is not None
                 if "run.dtype" in rule.when.facts() and rule.when.evaluate(facts) is Truth.TRUE:
                     return rule.id
         return None

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from compatsolve.knowledge import load
-from compatsolve.plan import Plan, PlanRequest, machine_of, make_plan, plan_facts
+from compatsolve.plan import Plan, PlanRequest, failure_rules, machine_of, make_plan, plan_facts
 from compatsolve.rules import Truth
 from compatsolve.snapshot import load_snapshot
 from compatsolve.sources.assemble import finish
@@ -175,9 +175,8 @@ def check_invariants(plan: Plan, envs: list[Any], case: dict[str, Any]) -> None:
     }
     for i, env in enumerate(envs):
         facts = plan_facts(pins, machine_of(env, kb, case.get("python"), f"machine {i}"), run)
-        for rule in kb.rules:
-            if rule.when is None or rule.severity != "error" or case["stage"] not in rule.stages:
-                continue
+        for rule in failure_rules(kb, case["stage"]):
+            assert rule.when is not None
             if "run.dtype" in rule.when.facts() or "run.quantization" in rule.when.facts():
                 assert rule.when.evaluate(facts) is not Truth.TRUE, (rule.id, run)
     # 8. JSON contract shape
