@@ -47,6 +47,11 @@ def render_table(plan: Plan, explain: bool) -> None:
     for p in plan.packages:
         table.add_row(p["name"], p["version"], p["variant"] or "", p["reason"])
     out.print(table)
+    if plan.unplanned:
+        out.print(
+            f"[dim]{len(plan.unplanned)} dependencies of these packages are outside the PyPI "
+            f"snapshot and left to the installer: {', '.join(plan.unplanned)}[/]"
+        )
     settings = Table(title="Runtime settings", header_style="bold")
     settings.add_column("setting")
     settings.add_column("value")
