@@ -4,18 +4,15 @@ robustness of the error/log input (fuzzed: never a traceback)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from clirun import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compatsolve import diagnose as diagnosing
 from compatsolve.knowledge import KINDS, TAXONOMY_COMPONENTS_RE, load
 
-ROOT = Path(__file__).resolve().parent.parent
 FINDING_KEYS = {
     "rule",
     "kind",
@@ -30,16 +27,7 @@ FINDING_KEYS = {
 }
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "compatsolve", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+cli = run_cli
 
 
 def test_audit_json_contract_and_exit_code_on_a_known_failure() -> None:

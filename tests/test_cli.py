@@ -5,28 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "H100,driver=535.104.05,os=linux"
 
 
-def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)  # carries the test's COMPATSOLVE_CACHE (conftest)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("COLUMNS", "120")
-    return subprocess.run(
-        [sys.executable, "-m", "compatsolve", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+cli = run_cli
 
 
 def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:

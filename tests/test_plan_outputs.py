@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -44,15 +44,7 @@ TORCH_INDEX = [
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.run(
-        [sys.executable, "-m", "compatsolve", "plan", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("plan", *args, cwd=cwd)
 
 
 def _pins(text: str) -> dict[str, Requirement]:
