@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from compatsolve.derive import derive
@@ -10,10 +9,11 @@ from compatsolve.environment import Environment
 from compatsolve.findings import Finding, order
 from compatsolve.knowledge import Knowledge
 from compatsolve.metadata_check import check_requirements, snapshot_requirements
+from compatsolve.records import record
 from compatsolve.rules import Truth
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Judgement:
     facts: dict[str, Any]
     findings: list[Finding]

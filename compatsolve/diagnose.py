@@ -9,6 +9,7 @@ from typing import Any
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import Knowledge
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
+from compatsolve.records import replace
 from compatsolve.rules import Truth
 
 MAX_ERROR_CHARS = 400_000
@@ -45,13 +46,7 @@ def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
         if truth is Truth.UNKNOWN and rule.when is not None and finding.severity == "error":
             # The message fits, but the facts that make this rule true are unknown: a possible
             # cause to check, not an established one.
-            finding = Finding(
-                **{
-                    **_fields(finding),
-                    "severity": "warning",
-                    "title": finding.title + " (possible: facts unknown)",
-                }
-            )
+            finding = replace(finding, severity="warning", title=finding.title + " (possible: facts unknown)")
         found.append(finding)
     return found, ruled_out
 
@@ -66,7 +61,7 @@ def diagnose(
     for finding in extra or []:
         if finding.rule in seen and finding.rule != "requires-dist":
             continue
-        found.append(Finding(**{**_fields(finding), "explains_error": reports_conflict(error, finding)}))
+        found.append(replace(finding, explains_error=reports_conflict(error, finding)))
     return order(found, error_given=True), ruled_out
 
 
@@ -80,7 +75,3 @@ def reports_conflict(error: str, finding: Finding) -> bool:
     return any(
         re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.I) for name in finding.components
     )
-
-
-def _fields(finding: Finding) -> dict[str, Any]:
-    return {name: getattr(finding, name) for name in Finding.__slots__}  # type: ignore[attr-defined]

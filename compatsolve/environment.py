@@ -9,11 +9,11 @@ docs/knowledge.md that rule conditions are written in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from compatsolve.records import field, fields, record, replace
 from compatsolve.versions import major_minor, parse_version, public_version
 
 SNAPSHOT_SCHEMA = "compatsolve.environment/1"
@@ -23,7 +23,7 @@ SYS_PLATFORM = {"linux": "linux", "wsl": "linux", "windows": "win32", "macos": "
 PLATFORM_SYSTEM = {"linux": "Linux", "wsl": "Linux", "windows": "Windows", "macos": "Darwin"}
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Gpu:
     index: int
     name: str
@@ -33,7 +33,7 @@ class Gpu:
     catalog_id: str | None = None  # matching knowledge/gpus.toml entry, when known
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Package:
     name: str  # normalized (PEP 503)
     version: str  # as installed or declared, local label kept: 2.4.0+cu121
@@ -42,7 +42,7 @@ class Package:
     installer: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class TorchBuild:
     version: str
     cuda: str | None  # "12.1"; None for CPU builds
@@ -50,7 +50,7 @@ class TorchBuild:
     hip: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class RunSettings:
     model: str | None = None  # catalog id once resolved
     stage: str | None = None
@@ -64,7 +64,7 @@ class RunSettings:
     context: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Notice:
     """Something a source found worth saying: an NVML error, WSL, an unrecognised line."""
 
@@ -73,7 +73,7 @@ class Notice:
     severity: str = "info"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Environment:
     gpus: tuple[Gpu, ...] | None = None  # None: unknown; (): known to have none
     driver_version: str | None = None

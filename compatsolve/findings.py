@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from compatsolve.knowledge import Rule
+from compatsolve.records import record
 
 FINDINGS_SCHEMA = "compatsolve.findings/1"
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 TIER_CONFIDENCE = {"reproduced": 0.95, "metadata": 0.95, "maintainer-confirmed": 0.9, "reported": 0.75}
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Finding:
     rule: str
     kind: str

@@ -6,7 +6,6 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,6 +18,7 @@ from compatsolve.knowledge import (
     Rule,
     parse_knowledge,
 )
+from compatsolve.records import record
 from compatsolve.rules import parse_fact_test
 
 if sys.version_info >= (3, 11):
@@ -78,9 +78,9 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
             if why:
                 problems.append(f"{where}: source {url!r}: {why}")
     corpus_links = {r.link for r in kb.corpus}
-    for record in kb.triage:
-        if record.link not in corpus_links:
-            problems.append(f"{record.file}: {record.link} is not an environment-class record")
+    for triaged in kb.triage:
+        if triaged.link not in corpus_links:
+            problems.append(f"{triaged.file}: {triaged.link} is not an environment-class record")
     if tests_dir is not None and tests_dir.is_dir():
         problems += _lint_cases(kb.rules, tests_dir)
     return problems
@@ -132,7 +132,7 @@ def _all_sources(kb: Knowledge) -> Iterable[tuple[str, tuple[str, ...]]]:
         yield f"knowledge/models.toml: model {m.id}", m.sources
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuleCase:
     rule: str
     fires: bool
@@ -197,14 +197,14 @@ def corpus_coverage(kb: Knowledge) -> dict[str, Any]:
     triaged_links = {t.link.rstrip("/") for t in kb.triage}
     by_category: dict[str, dict[str, int]] = {}
     cited = triaged = 0
-    for record in kb.corpus:
-        leaf = record.root_cause.split(" - ")[-1]
+    for entry in kb.corpus:
+        leaf = entry.root_cause.split(" - ")[-1]
         row = by_category.setdefault(leaf, {"records": 0, "cited": 0, "triaged": 0})
         row["records"] += 1
-        if record.link in cited_links:
+        if entry.link in cited_links:
             row["cited"] += 1
             cited += 1
-        elif record.link in triaged_links:
+        elif entry.link in triaged_links:
             row["triaged"] += 1
             triaged += 1
     return {"records": len(kb.corpus), "cited": cited, "triaged": triaged, "by_category": by_category}

@@ -13,13 +13,13 @@ import pickle
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from compatsolve.errors import KnowledgeError
 from compatsolve.fileio import replace_cache_pickle
+from compatsolve.records import field, record, replace
 from compatsolve.rules import Condition, parse_condition
 from compatsolve.schema import Table, tables
 
@@ -75,7 +75,7 @@ def alias_key(name: str) -> str:
     return key.replace(".", "")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class GpuModel:
     id: str
     name: str
@@ -93,7 +93,7 @@ class GpuModel:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class CudaRelease:
     version: str
     updates: tuple[str, ...]
@@ -106,14 +106,14 @@ class CudaRelease:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class DriverBranch:
     branch: str
     max_cuda: str
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class TorchRelease:
     version: str
     released: str | None
@@ -130,7 +130,7 @@ class TorchRelease:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Extension:
     package: str
     versions: str
@@ -144,7 +144,7 @@ class Extension:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Pin:
     package: str
     version: str
@@ -152,7 +152,7 @@ class Pin:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class ModelCard:
     id: str
     hf_repo: str
@@ -184,7 +184,7 @@ class ModelCard:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Rule:
     id: str
     title: str
@@ -210,7 +210,7 @@ def _compile_signatures(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...
     return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class CorpusRecord:
     link: str
     root_cause: str
@@ -219,14 +219,14 @@ class CorpusRecord:
     model: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class TriageRecord:
     link: str
     reason: str
     file: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Knowledge:
     gpus: tuple[GpuModel, ...]
     cuda: tuple[CudaRelease, ...]
@@ -570,7 +570,7 @@ def _merge_evidence(rules: list[Rule], extra: Mapping[str, Iterable[str]]) -> li
     for rule in rules:
         if rule.id in extra:
             evidence = tuple(dict.fromkeys((*rule.evidence, *extra[rule.id])))
-            rule = Rule(**{**{f: getattr(rule, f) for f in rule.__slots__}, "evidence": evidence})  # type: ignore[attr-defined]
+            rule = replace(rule, evidence=evidence)
         merged.append(rule)
     return merged
 

@@ -4,7 +4,6 @@ and one machine or a fleet; explain the choice, or why nothing fits and what wou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
@@ -15,6 +14,7 @@ from compatsolve.derive import FULL_FINETUNE_BYTES_PER_PARAM, GIB, weights_gib
 from compatsolve.environment import Environment, model_facts
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge, ModelCard, Rule
+from compatsolve.records import field, record, replace
 from compatsolve.resolve import (
     PLANNED_EXTRAS,
     PYPI_INDEX,
@@ -41,7 +41,7 @@ MAX_ROUNDS = (
 )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class PlanRequest:
     model: ModelCard
     stage: str
@@ -55,7 +55,7 @@ class PlanRequest:
     keep: tuple[str, ...] = ()
 
 
-@dataclass
+@record(frozen=False)
 class Plan:
     feasible: bool
     packages: list[dict[str, Any]] = field(default_factory=list)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -26,6 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM
 from compatsolve.knowledge import Extension, Knowledge, Rule
+from compatsolve.records import field, record
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
 from compatsolve.versions import parse_version, variant_cuda
@@ -37,7 +37,7 @@ PYPI_INDEX = "https://pypi.org/simple"
 PLANNED_EXTRAS = {"sglang": "srt"}
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class Machine:
     """One machine's constraints on candidates (a fleet is several)."""
 
@@ -81,7 +81,7 @@ def _platforms(os_name: str, arch: str, glibc: Version | None) -> Iterator[str]:
             yield f"macosx_10_{minor}_universal2"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Candidate:
     name: str
     version: Version
@@ -105,7 +105,7 @@ class Candidate:
         return f"{self.name} {self.version}" + (f"+{self.variant}" if self.variant else "")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Req:
     name: str
     specifier: SpecifierSet
@@ -120,7 +120,7 @@ class Req:
         return f"{self.name}{self.specifier}" + (f" ({self.variant})" if self.variant else "")
 
 
-@dataclass
+@record(frozen=False)
 class Exclusions:
     """Why candidates were dropped: name -> [(version label, reason, evidence)]."""
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from compatsolve.errors import KnowledgeError
+from compatsolve.records import record
 from compatsolve.versions import parse_version
 
 FactValue = str | int | float | bool
@@ -134,7 +134,7 @@ _OPS: dict[str, Callable[[Version, Version], bool]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FactComparison:
     """`<@driver.cuda`: compare a fact with another fact of the same environment."""
 
@@ -153,7 +153,7 @@ def _truth(value: bool) -> Truth:
     return Truth.TRUE if value else Truth.FALSE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FactTest:
     """One `fact = expectation` entry of a condition."""
 
@@ -196,7 +196,7 @@ def _equal(value: FactValue, expected: FactValue) -> bool:
     return str(value).strip().lower() == str(expected).strip().lower()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Condition:
     tests: tuple[FactTest, ...] = ()
     any_of: tuple[Condition, ...] = ()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from compatsolve.environment import (
     TorchBuild,
 )
 from compatsolve.errors import InputError
+from compatsolve.records import replace
 from compatsolve.sources.snapshot import from_document, load_snapshot, to_document
 
 

@@ -9,17 +9,17 @@ only when no package source is given either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from compatsolve.environment import Environment, Notice, RunSettings, merge
 from compatsolve.errors import InputError
 from compatsolve.fileio import read_text_input
 from compatsolve.knowledge import Knowledge
+from compatsolve.records import field, record, replace
 from compatsolve.versions import parse_version
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record(kw_only=True)
 class EnvironmentRequest:
     targets: tuple[str, ...] = ()
     from_files: tuple[str, ...] = ()

@@ -19,12 +19,12 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from compatsolve.environment import Environment, Gpu, Notice
+from compatsolve.records import replace
 from compatsolve.sources import installed
 
 ENV_VAR_NAMES = frozenset(

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 
 from compatsolve.environment import Environment, Gpu, Notice, Package, TorchBuild
+from compatsolve.records import field, record
 from compatsolve.versions import leading_version, parse_version
 
 MAX_REPORT_CHARS = 5_000_000
@@ -37,7 +37,7 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _VERSION = r"\d+(?:\.\d+)*(?:[a-zA-Z0-9.+!_-]*)"
 
 
-@dataclass
+@record(frozen=False)
 class _Collected:
     packages: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (version, layout)
     values: dict[str, tuple[object, str]] = field(default_factory=dict)  # field -> (value, layout)

@@ -19,6 +19,7 @@ from compatsolve.environment import (
     TorchBuild,
 )
 from compatsolve.errors import InputError
+from compatsolve.records import fields
 
 
 def to_document(env: Environment, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def to_document(env: Environment, facts: Mapping[str, Any] | None = None) -> dic
         ],
         "packages_complete": env.packages_complete,
         "env": None if env.env_vars is None else dict(sorted(env.env_vars.items())),
-        "run": {k: getattr(env.run, k) for k in RunSettings.__dataclass_fields__},
+        "run": {f.name: getattr(env.run, f.name) for f in fields(RunSettings)},
         "notices": [{"source": n.source, "message": n.message, "severity": n.severity} for n in env.notices],
         "origins": dict(sorted(env.origins.items())),
         "facts": dict(sorted(facts.items())) if facts is not None else None,
@@ -175,7 +176,7 @@ def from_document(doc: Any, origin: str) -> Environment:
         raise r.fail("env", "an object of strings")
     run_raw = r.table(doc.get("run"), "run")
     run_values: dict[str, Any] = {}
-    for key in RunSettings.__dataclass_fields__:
+    for key in (f.name for f in fields(RunSettings)):
         value = run_raw.get(key)
         if value is not None:
             run_values[key] = (

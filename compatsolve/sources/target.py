@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import replace
 
 from compatsolve.environment import Environment, Gpu, Notice
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge
+from compatsolve.records import replace
 
 KEYS = ("gpu", "count", "cc", "vram", "driver", "cuda", "toolkit", "python", "os", "arch", "glibc")
 OS_NAMES = {
