@@ -28,7 +28,7 @@ def rule_findings(facts: dict[str, Any], kb: Knowledge) -> list[Finding]:
     stage = facts.get("run.stage")
     found = []
     for rule in kb.rules:
-        if rule.when is None or (stage and stage not in rule.stages):
+        if rule.when is None or rule.symptom or (stage and stage not in rule.stages):
             continue
         if rule.when.evaluate(facts) is Truth.TRUE:
             found.append(Finding.from_rule(rule))

@@ -199,6 +199,10 @@ class Rule:
     tier: str
     when: Condition | None
     file: str
+    # A symptom rule names the cause of a failure that facts alone cannot show (a server that
+    # never stops generating, a hang): its `when` only confirms or rules it out for a given
+    # error, and it never fires in an audit without one.
+    symptom: bool = False
 
     @property
     def compiled_signatures(self) -> tuple[re.Pattern[str], ...]:
@@ -469,6 +473,7 @@ def parse_rule(t: Table, file: str) -> Rule:
         tier=t.req_text("tier", choices=TIERS),
         when=parse_condition(when_raw, f"{t.where}.when") if when_raw is not None else None,
         file=file,
+        symptom=bool(t.boolean("symptom")),
     )
     t.done()
     for stage in rule.stages:
@@ -481,6 +486,8 @@ def parse_rule(t: Table, file: str) -> Rule:
             raise KnowledgeError(f"{t.where}.signatures[{i}]: bad regex: {exc}") from None
     if rule.when is None and not rule.signatures:
         raise KnowledgeError(f"{t.where}: a rule needs a `when` condition or signatures")
+    if rule.symptom and not rule.signatures:
+        raise KnowledgeError(f"{t.where}: a symptom rule needs signatures (it only explains errors)")
     return rule
 
 

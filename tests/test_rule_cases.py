@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from compatsolve.audit import rule_findings
 from compatsolve.derive import derive
+from compatsolve.diagnose import candidates
 from compatsolve.kb import RuleCase, lint, load_cases
+from compatsolve.knowledge import load
 from compatsolve.rules import Truth
 
 REPO = Path(__file__).resolve().parent.parent
 CASES_DIR = REPO / "tests" / "rule_cases"
 CASES = load_cases(CASES_DIR)
+_RULES = {r.id: r for r in load().rules}
 
 
 def _id(case: RuleCase) -> str:
@@ -63,3 +67,21 @@ def test_cases_are_unique() -> None:
 def test_kb_lint_is_clean() -> None:
     problems = lint(REPO / "knowledge", CASES_DIR)
     assert problems == [], "\n".join(problems)
+
+
+SYMPTOM_CASES = [
+    c for c in CASES if c.fires and c.error and (r := _RULES.get(c.rule)) is not None and r.symptom and r.when
+]
+
+
+def test_there_are_symptom_rules_with_conditions() -> None:
+    assert len(SYMPTOM_CASES) >= 5
+
+
+@pytest.mark.parametrize("case", SYMPTOM_CASES, ids=[_id(c) for c in SYMPTOM_CASES])
+def test_symptom_rules_explain_errors_but_never_fire_in_a_plain_audit(kb, case: RuleCase) -> None:
+    facts = derive(dict(case.env), kb)
+    assert case.rule not in {f.rule for f in rule_findings(facts, kb)}
+    assert case.error is not None
+    found, _ = candidates(case.error, facts, kb)
+    assert case.rule in {f.rule for f in found if f.explains_error}
