@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
+from compatsolve.names import canonicalize_name
 from compatsolve.records import field, fields, record, replace
 from compatsolve.versions import major_minor, parse_version, public_version
 

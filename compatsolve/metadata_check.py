@@ -10,11 +10,11 @@ from functools import lru_cache
 
 from packaging.markers import Marker, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM, Environment
 from compatsolve.findings import Finding
+from compatsolve.names import canonicalize_name
 
 # How pip reports a Requires-Dist conflict, after an install ("X 1.0 requires torch==2.3.0, but you
 # have torch 2.3.1 which is incompatible") or when it cannot resolve one.

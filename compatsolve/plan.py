@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from compatsolve.derive import FULL_FINETUNE_BYTES_PER_PARAM, GIB, weights_gib
 from compatsolve.environment import Environment, model_facts
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge, ModelCard, Rule
+from compatsolve.names import canonicalize_name
 from compatsolve.records import field, record, replace
 from compatsolve.resolve import (
     PLANNED_EXTRAS,

@@ -19,12 +19,11 @@ from typing import Any
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM
 from compatsolve.knowledge import Extension, Knowledge, Rule
+from compatsolve.names import canonicalize_name
 from compatsolve.records import field, record
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
@@ -51,13 +50,28 @@ class Machine:
     toolkit: Version | None
     facts: Mapping[str, Any]
 
-    def tags(self) -> frozenset[Tag]:
-        platforms = list(_platforms(self.os_name, self.arch, self.glibc))
-        py = (self.python.major, self.python.minor)
-        interp = f"cp{py[0]}{py[1]}"
-        return frozenset(cpython_tags(py, abis=[interp, "abi3", "none"], platforms=platforms)) | frozenset(
-            compatible_tags(py, interp, platforms=platforms)
+    def tags(self) -> frozenset[str]:
+        return supported_tags(
+            (self.python.major, self.python.minor), tuple(_platforms(self.os_name, self.arch, self.glibc))
         )
+
+
+def supported_tags(python: tuple[int, int], platforms: tuple[str, ...]) -> frozenset[str]:
+    """The `py-abi-platform` wheel tags CPython `python` installs on `platforms`: the set that
+    packaging.tags' cpython_tags + compatible_tags yield (without importing packaging.tags, whose
+    import costs more than a whole resolution here)."""
+    major, minor = python
+    cpython = f"cp{major}{minor}"
+    # py3X, py3, then every older py3Y: pure-Python tags (PEP 425's "compatible" tags)
+    generic = [f"py{major}{minor}", f"py{major}", *(f"py{major}{m}" for m in range(minor - 1, -1, -1))]
+    # the stable ABI of this and every older CPython 3.2+
+    abi3 = [f"cp{major}{m}" for m in range(minor, 1, -1)] if (major, minor) >= (3, 2) else []
+    tags = {f"{cpython}-none-any", *(f"{py}-none-any" for py in generic)}
+    for platform in platforms:
+        tags |= {f"{cpython}-{cpython}-{platform}", f"{cpython}-none-{platform}"}
+        tags.update(f"{interp}-abi3-{platform}" for interp in abi3)
+        tags.update(f"{py}-none-{platform}" for py in generic)
+    return frozenset(tags)
 
 
 def _platforms(os_name: str, arch: str, glibc: Version | None) -> Iterator[str]:
@@ -163,7 +177,7 @@ class Provider:
         self.banned = banned  # name -> candidate labels excluded by a post-resolution check
         self.order = {name: i for i, name in enumerate(order)}
         self.exclusions = Exclusions()
-        self._tags = [frozenset(str(tag) for tag in m.tags()) for m in machines]
+        self._tags = [m.tags() for m in machines]
         self._cache: dict[str, LazyCandidates] = {}
         self._rules_by_package = _rules_by_package(kb.rules)
         self._today = dt.date.fromisoformat(snapshot.date)

@@ -17,12 +17,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from packaging.utils import (
-    canonicalize_name,
-)
 from packaging.version import InvalidVersion, Version
 
 from compatsolve.fileio import replace_cache_pickle
+from compatsolve.names import canonicalize_name
 
 SCHEMA = "compatsolve.pypi-snapshot/1"
 SINCE = "2023-01-01"

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
 from compatsolve.environment import Environment, Notice, Package
 from compatsolve.errors import InputError
 from compatsolve.fileio import read_text_input
+from compatsolve.names import canonicalize_name
 from compatsolve.versions import parse_version
 
 if sys.version_info >= (3, 11):

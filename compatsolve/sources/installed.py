@@ -12,10 +12,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from compatsolve.environment import Package, TorchBuild
 from compatsolve.errors import InputError
+from compatsolve.names import canonicalize_name
 
 _VERSION_PY_FIELD = re.compile(r"^(__version__|cuda|git_version|hip)\s*(?::\s*\S+\s*)?=\s*(.+?)\s*$", re.M)
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from packaging.utils import canonicalize_name
-
 from compatsolve.environment import Environment, Gpu, Notice, Package, TorchBuild
+from compatsolve.names import canonicalize_name
 from compatsolve.records import field, record
 from compatsolve.versions import leading_version, parse_version
 
