@@ -15,6 +15,7 @@ from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge, ModelCard, Rule
 from compatsolve.names import canonicalize_name
 from compatsolve.records import field, record, replace
+from compatsolve.requirement import mentions
 from compatsolve.resolve import (
     PLANNED_EXTRAS,
     PYPI_INDEX,
@@ -828,7 +829,7 @@ def _package_entry(
             parsed = requirement_parts(line)
             if parsed is None or "==" not in str(parsed[1]):
                 continue
-            if parsed[2] is not None and "extra" in str(parsed[2]) and other.name not in PLANNED_EXTRAS:
+            if mentions(parsed[2], "extra") and other.name not in PLANNED_EXTRAS:
                 continue
             reasons.append(f"{other.label} pins {cand.name}{parsed[1]}")
     if cand.name == "torch" and cand.variant:

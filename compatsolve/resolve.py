@@ -14,16 +14,18 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.markers import Marker
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM
 from compatsolve.knowledge import Extension, Knowledge, Rule
 from compatsolve.names import canonicalize_name
+from compatsolve.requirement import MarkerTree, Undecided, evaluate, parsed
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 from compatsolve.records import field, record
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
@@ -182,7 +184,7 @@ class Provider:
         self._rules_by_package = _rules_by_package(kb.rules)
         self._today = dt.date.fromisoformat(snapshot.date)
         self._universe = snapshot.names()
-        self._marker_cache: dict[tuple[int, str], bool] = {}
+        self._marker_cache: dict[tuple[str, str], bool] = {}
         self._deps_cache: dict[str, list[Req]] = {}
         self._visiting: set[str] = set()
         self._producing: set[str] = set()
@@ -264,7 +266,7 @@ class Provider:
             name, specifier, marker = parsed
             if self._planned(name) is not planned:
                 continue
-            if marker is not None and not self._marker_holds(marker, extra):
+            if marker is not None and not self._marker_holds(line, marker, extra):
                 continue
             yield name, specifier
 
@@ -280,13 +282,13 @@ class Provider:
 
     # ---- candidates
 
-    def _marker_holds(self, marker: Marker, extra: str = "") -> bool:
-        key = (id(marker), extra)  # parsed markers are shared through requirement_parts' cache
+    def _marker_holds(self, line: str, marker: MarkerTree, extra: str = "") -> bool:
+        key = (line, extra)
         if key not in self._marker_cache:
-            self._marker_cache[key] = self._evaluate_marker(marker, extra)
+            self._marker_cache[key] = self._evaluate_marker(line, marker, extra)
         return self._marker_cache[key]
 
-    def _evaluate_marker(self, marker: Marker, extra: str) -> bool:
+    def _evaluate_marker(self, line: str, marker: MarkerTree, extra: str) -> bool:
         for machine in self.machines:
             values = {
                 "python_version": f"{machine.python.major}.{machine.python.minor}",
@@ -300,7 +302,16 @@ class Provider:
                 "extra": extra,
             }
             try:
-                if not marker.evaluate(values):
+                try:
+                    holds = evaluate(marker, values)
+                except Undecided:  # packaging decides the rare marker the plain evaluator cannot
+                    requirement = _requirement(line)
+                    holds = (
+                        requirement is not None
+                        and requirement.marker is not None
+                        and requirement.marker.evaluate(values)
+                    )
+                if not holds:
                     return False
             except Exception:
                 return False
@@ -581,9 +592,11 @@ def candidate_facts(candidate: Candidate) -> dict[str, Any]:
 
 @cache
 def _requirement(line: str) -> Requirement | None:
+    from packaging import requirements  # imported only for the rare line the cache lacks
+
     try:
-        return Requirement(line)
-    except InvalidRequirement:
+        return requirements.Requirement(line)
+    except requirements.InvalidRequirement:
         return None
 
 
@@ -607,12 +620,14 @@ def requirement_name(line: str) -> str:
 
 
 @cache
-def requirement_parts(line: str) -> tuple[str, SpecifierSet, Marker | None] | None:
-    """(normalized name, specifier, marker) of a Requires-Dist line, parsed once per process."""
-    req = _requirement(line)
-    if req is None:
+def requirement_parts(line: str) -> tuple[str, SpecifierSet, MarkerTree | None] | None:
+    """(normalized name, specifier, marker) of a Requires-Dist line, parsed once per process
+    (from the snapshot cache's parsed lines where it has them)."""
+    found = parsed(line)
+    if found is None:
         return None
-    return canonicalize_name(req.name), req.specifier, req.marker
+    name, specifier, marker = found
+    return name, SpecifierSet(specifier), marker
 
 
 @cache

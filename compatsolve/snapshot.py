@@ -21,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from compatsolve.fileio import replace_cache_pickle
 from compatsolve.names import canonicalize_name
+from compatsolve.requirement import parse_line, remember
 
 SCHEMA = "compatsolve.pypi-snapshot/1"
 SINCE = "2023-01-01"
@@ -111,8 +112,9 @@ class Release:
 
 
 # A project as stored in the blob cache: marshal'd {version: [uploaded, yanked, requires_python,
-# requires_dist, filenames]} and, separately, marshal'd {version: [[sha256, url], ...]}.
-Blobs = tuple[bytes, bytes]
+# requires_dist, filenames]}, marshal'd {version: [[sha256, url], ...]} and marshal'd
+# {Requires-Dist line: its parsed form} (compatsolve/requirement.py).
+Blobs = tuple[bytes, bytes, bytes]  # marshalled: release metadata, file details, parsed Requires-Dist
 
 
 class Snapshot:
@@ -168,6 +170,7 @@ def _versions(raw: dict[str, Any] | Blobs) -> list[str]:
 def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Release]:
     if isinstance(raw, tuple):
         meta: dict[str, list[Any]] = marshal.loads(raw[0])
+        remember(marshal.loads(raw[2]))  # the releases' Requires-Dist, already parsed
         details_blob = raw[1]
         parsed: dict[str, Any] = {}
 
@@ -212,7 +215,9 @@ def _blobs(versions: dict[str, Any]) -> Blobs:
         names = [f[0] for f in r["files"]]
         meta[version] = [r["uploaded"], bool(r["yanked"]), r["requires_python"], r["requires_dist"], names]
     details = {v: [[f[1], f[2]] for f in r["files"]] for v, r in versions.items()}
-    return marshal.dumps(meta), marshal.dumps(details)
+    lines = {line for r in versions.values() for line in r["requires_dist"] or ()}
+    parsed = {line: parse_line(line) for line in sorted(lines)}
+    return marshal.dumps(meta), marshal.dumps(details), marshal.dumps(parsed)
 
 
 def _version(text: str) -> Version | None:
@@ -280,7 +285,9 @@ def _read(path: Path) -> Snapshot | None:
     try:
         with cached.open("rb") as handle:
             date, blobs = pickle.load(handle)
-        if not isinstance(blobs, dict) or not all(isinstance(b, tuple) for b in blobs.values()):
+        if not isinstance(blobs, dict) or not all(
+            isinstance(b, tuple) and len(b) == 3 for b in blobs.values()
+        ):
             raise ValueError("stale cache layout")
         return Snapshot(date=date, raw=blobs)
     except (OSError, pickle.PickleError, EOFError, ValueError, TypeError):
