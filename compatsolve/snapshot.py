@@ -210,10 +210,19 @@ def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Relea
 
 
 def _blobs(versions: dict[str, Any]) -> Blobs:
+    # Releases repeat the same Requires-Dist lines (transformers: ~300 lines x 150 releases).
+    # marshal writes an object it has already written as a back-reference, so sharing one object
+    # per distinct value shrinks the blob several times and makes loading it as many times faster.
+    shared: dict[Any, Any] = {}
+
+    def one(value: Any) -> Any:
+        return shared.setdefault(value, value)
+
     meta = {}
     for version, r in versions.items():
         names = [f[0] for f in r["files"]]
-        meta[version] = [r["uploaded"], bool(r["yanked"]), r["requires_python"], r["requires_dist"], names]
+        lines = None if r["requires_dist"] is None else one(tuple(one(line) for line in r["requires_dist"]))
+        meta[version] = [r["uploaded"], bool(r["yanked"]), one(r["requires_python"]), lines, names]
     details = {v: [[f[1], f[2]] for f in r["files"]] for v, r in versions.items()}
     lines = {line for r in versions.values() for line in r["requires_dist"] or ()}
     parsed = {line: parse_line(line) for line in sorted(lines)}
@@ -268,6 +277,9 @@ def cache_path() -> Path:
     return Path(os.environ.get("COMPATSOLVE_CACHE") or user_cache_dir("compatsolve")) / FILENAME
 
 
+_CACHE_LAYOUT = 3  # bump when the blobs' layout changes: older cache files are then rebuilt
+
+
 def _read(path: Path) -> Snapshot | None:
     """The snapshot at `path`, through a per-file cache of per-project JSON blobs: a command
     then parses only the projects it touches instead of the whole document."""
@@ -280,7 +292,7 @@ def _read(path: Path) -> Snapshot | None:
     import hashlib
 
     where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    key = f"{stat.st_size}-{stat.st_mtime_ns}-{where}"
+    key = f"{stat.st_size}-{stat.st_mtime_ns}-{where}-{_CACHE_LAYOUT}"
     cached = cache_path().parent / f"snapshot-{key}.pickle"
     try:
         with cached.open("rb") as handle:
