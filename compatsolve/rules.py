@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
+from functools import cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
@@ -149,6 +150,11 @@ class FactComparison:
         return _truth(_OPS[self.op](value, other))
 
 
+@cache
+def _specifier_set(text: str) -> SpecifierSet:
+    return SpecifierSet(text)
+
+
 def _truth(value: bool) -> Truth:
     return Truth.TRUE if value else Truth.FALSE
 
@@ -158,7 +164,9 @@ class FactTest:
     """One `fact = expectation` entry of a condition."""
 
     fact: str
-    specifier: SpecifierSet | None = None  # PEP 440 range against a literal
+    # PEP 440 range against a literal, as text: SpecifierSet objects are built on first use (few
+    # rules are evaluated in a run, and unpickling hundreds of them slowed every start-up)
+    specifier: str | None = None
     comparisons: tuple[FactComparison, ...] = ()  # against other facts
     equals: tuple[FactValue, ...] = ()  # any of these values
     presence: bool | None = None  # "*" -> True (known), "-" -> False (absent)
@@ -183,7 +191,7 @@ class FactTest:
                 return Truth.UNKNOWN
             parts = [c.holds(version, facts) for c in self.comparisons]
             if self.specifier is not None:
-                parts.append(_truth(self.specifier.contains(version, prereleases=True)))
+                parts.append(_truth(_specifier_set(self.specifier).contains(version, prereleases=True)))
             return _all(parts)
         return _truth(any(_equal(value, expected) for expected in self.equals))
 
@@ -264,7 +272,7 @@ def parse_fact_test(fact: str, value: object, where: str) -> FactTest:
                 else:
                     literal.append(f"{op}{operand}")
             try:
-                specifier = SpecifierSet(",".join(literal)) if literal else None
+                specifier = str(SpecifierSet(",".join(literal))) if literal else None
             except InvalidSpecifier:
                 raise KnowledgeError(f"{where}: {value!r} is not a version range") from None
             return FactTest(fact=fact, specifier=specifier, comparisons=tuple(against))
