@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,26 +110,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from compatsolve import __version__
-
-    parser = _Parser(
-        prog="compatsolve",
-        description=(
-            "Known-good LLM stacks for your hardware: probe the machine, plan a pinned stack, "
-            "audit an environment, diagnose an error."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"compatsolve {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    probe = sub.add_parser("probe", help="what this machine and Python environment are")
+def _probe_options(probe: argparse.ArgumentParser) -> None:
     _environment_options(probe)
     probe.add_argument("--format", choices=["table", "json"], default="table")
     probe.add_argument("--save", metavar="FILE", help="write the snapshot as JSON (atomic)")
     probe.add_argument("--force", action="store_true", help="replace an existing --save file")
 
-    plan = sub.add_parser("plan", help="a known-good pinned stack for a model, stage and machine")
+
+def _plan_options(plan: argparse.ArgumentParser) -> None:
     _environment_options(plan)
     _run_options(plan, plan=True)
     plan.add_argument(
@@ -153,18 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--force", action="store_true", help="replace an existing output file")
     plan.add_argument("--explain", action="store_true", help="print the whole derivation")
 
-    for name, text in (
-        ("audit", "judge an environment and explain each problem"),
-        ("diagnose", "map an error message to its known root causes"),
-    ):
-        cmd = sub.add_parser(name, help=text)
-        _environment_options(cmd)
-        _run_options(cmd)
-        cmd.add_argument("--error", metavar="TEXT", help="the error message or traceback")
-        cmd.add_argument("--log", metavar="FILE", help="a log or traceback file ('-' for stdin)")
-        cmd.add_argument("--format", choices=["table", "json", "markdown"], default="table")
 
-    kb = sub.add_parser("kb", help="the knowledge base: lint, stats, show, search, refresh")
+def _check_options(cmd: argparse.ArgumentParser) -> None:
+    _environment_options(cmd)
+    _run_options(cmd)
+    cmd.add_argument("--error", metavar="TEXT", help="the error message or traceback")
+    cmd.add_argument("--log", metavar="FILE", help="a log or traceback file ('-' for stdin)")
+    cmd.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+
+
+def _kb_options(kb: argparse.ArgumentParser) -> None:
     kb_sub = kb.add_subparsers(dest="kb_command", required=True, parser_class=_Parser)
     kb_sub.add_parser("lint", help="validate knowledge/ (exit 1 on problems)")
     stats = kb_sub.add_parser("stats", help="counts per kind, stage, tier; corpus coverage")
@@ -180,11 +166,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the shipped snapshot (knowledge/snapshot/) instead: maintainers",
     )
     refresh.add_argument("--workers", type=_positive_int, default=16)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "probe": ("what this machine and Python environment are", _probe_options),
+    "plan": ("a known-good pinned stack for a model, stage and machine", _plan_options),
+    "audit": ("judge an environment and explain each problem", _check_options),
+    "diagnose": ("map an error message to its known root causes", _check_options),
+    "kb": ("the knowledge base: lint, stats, show, search, refresh", _kb_options),
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line parser. Given the arguments, only the named command's options are
+    built (argparse formats every option it adds, a noticeable part of a short command's run);
+    the other commands are still listed, so the help and the errors read the same."""
+    from compatsolve import __version__
+
+    parser = _Parser(
+        prog="compatsolve",
+        description=(
+            "Known-good LLM stacks for your hardware: probe the machine, plan a pinned stack, "
+            "audit an environment, diagnose an error."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"compatsolve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    for name, (text, add_options) in COMMANDS.items():
+        command = sub.add_parser(name, help=text)
+        if wanted in (None, name):
+            add_options(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(arguments).parse_args(arguments)
     from compatsolve.errors import InputError, KnowledgeError
 
     try:

@@ -60,6 +60,16 @@ def read_text_input(path: str, what: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def cache_key(data: bytes) -> str:
+    """A 64-bit hex name for a cache file built from `data` (sizes, dates, paths, code).
+
+    Two zlib checksums rather than hashlib: hashlib's import loads OpenSSL, a few milliseconds of
+    every start-up, and a cache name needs no cryptographic strength."""
+    import zlib
+
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
 def replace_cache_pickle(path: Path, value: object, stale: str) -> None:
     """Write `value` as a pickle at `path` atomically, removing older cache files matching the
     glob `stale` beside it. A cache that cannot be written only costs speed: errors are ignored."""

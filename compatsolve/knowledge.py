@@ -7,7 +7,6 @@ the files' sizes and modification times: a warm start reads one file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from compatsolve.errors import KnowledgeError
-from compatsolve.fileio import replace_cache_pickle
+from compatsolve.fileio import cache_key, replace_cache_pickle
 from compatsolve.records import field, record, replace
 from compatsolve.rules import Condition, parse_condition
 from compatsolve.schema import Table, tables
@@ -583,18 +582,21 @@ def _merge_evidence(rules: list[Rule], extra: Mapping[str, Iterable[str]]) -> li
 
 
 def _fingerprint(root: Path) -> str:
-    digest = hashlib.sha256(str(SCHEMA_VERSION).encode())
-    digest.update(Path(__file__).read_bytes())
+    """The cache key: the knowledge files' names, sizes and dates, and the code of the classes
+    pickled (a changed class must not be read from an old cache)."""
+    here = Path(__file__).parent
+    parts = [str(SCHEMA_VERSION).encode()]
+    parts += [(here / name).read_bytes() for name in ("knowledge.py", "rules.py", "records.py")]
     for path in source_files(root):
         stat = path.stat()
-        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:24]
+        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_key(b"\0".join(parts))
 
 
 def _cache_dir() -> Path:
-    from platformdirs import user_cache_dir
+    from compatsolve.cachedir import cache_dir
 
-    return Path(os.environ.get("COMPATSOLVE_CACHE") or user_cache_dir("compatsolve"))
+    return cache_dir()
 
 
 @cache

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.fileio import replace_cache_pickle
+from compatsolve.fileio import cache_key, replace_cache_pickle
 from compatsolve.names import canonicalize_name
 from compatsolve.requirement import parse_line, remember
 
@@ -112,7 +112,7 @@ class Release:
 
 
 # A project as stored in the blob cache: marshal'd {version: [uploaded, yanked, requires_python,
-# requires_dist, filenames]}, marshal'd {version: [[sha256, url], ...]} and marshal'd
+# requires_dist, filenames]}, marshal'd {version: marshal'd [[sha256, url], ...]} and marshal'd
 # {Requires-Dist line: its parsed form} (compatsolve/requirement.py).
 Blobs = tuple[bytes, bytes, bytes]  # marshalled: release metadata, file details, parsed Requires-Dist
 
@@ -178,7 +178,8 @@ def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Relea
             def read() -> Sequence[Sequence[str]]:
                 if not parsed:
                     parsed.update(marshal.loads(details_blob))
-                return parsed.get(version, ())  # type: ignore[no-any-return]
+                one = parsed.get(version)
+                return () if one is None else marshal.loads(one)  # type: ignore[no-any-return]
 
             return read
 
@@ -223,7 +224,8 @@ def _blobs(versions: dict[str, Any]) -> Blobs:
         names = [f[0] for f in r["files"]]
         lines = None if r["requires_dist"] is None else one(tuple(one(line) for line in r["requires_dist"]))
         meta[version] = [r["uploaded"], bool(r["yanked"]), one(r["requires_python"]), lines, names]
-    details = {v: [[f[1], f[2]] for f in r["files"]] for v, r in versions.items()}
+    # one blob per release inside: a plan reads the hashes of one release of a project
+    details = {v: marshal.dumps([[f[1], f[2]] for f in r["files"]]) for v, r in versions.items()}
     lines = {line for r in versions.values() for line in r["requires_dist"] or ()}
     parsed = {line: parse_line(line) for line in sorted(lines)}
     return marshal.dumps(meta), marshal.dumps(details), marshal.dumps(parsed)
@@ -272,12 +274,12 @@ def shipped_path(root: Path | None = None) -> Path:
 
 
 def cache_path() -> Path:
-    from platformdirs import user_cache_dir
+    from compatsolve.cachedir import cache_dir
 
-    return Path(os.environ.get("COMPATSOLVE_CACHE") or user_cache_dir("compatsolve")) / FILENAME
+    return cache_dir() / FILENAME
 
 
-_CACHE_LAYOUT = 3  # bump when the blobs' layout changes: older cache files are then rebuilt
+_CACHE_LAYOUT = 4  # bump when the blobs' layout changes: older cache files are then rebuilt
 
 
 def _read(path: Path) -> Snapshot | None:
@@ -289,9 +291,7 @@ def _read(path: Path) -> Snapshot | None:
         stat = path.stat()
     except OSError:
         return None
-    import hashlib
-
-    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    where = cache_key(str(path.resolve()).encode())
     key = f"{stat.st_size}-{stat.st_mtime_ns}-{where}-{_CACHE_LAYOUT}"
     cached = cache_path().parent / f"snapshot-{key}.pickle"
     try:

@@ -121,3 +121,20 @@ def test_real_fixture_reports(fixture: str, command: str) -> None:
     doc = json.loads(done.stdout)
     facts = doc["facts"] if command == "probe" else doc["environment"]
     assert isinstance(facts, dict) and facts
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "--model", "qwen2-7b", "--stage", "inference", "--target", "T4", "--format", "json"],
+        ["plan", "--model", "x", "--keep", "torch==2.4.0", "--keep", "vllm==0.6.3", "-o", "f", "--force"],
+        ["probe", "--format", "json"],
+        ["audit", "--error", "boom", "--tp", "2", "--with", "torch==2.4.0"],
+        ["diagnose", "--log", "-", "--format", "markdown"],
+        ["kb", "search", "flash", "attn"],
+    ],
+)
+def test_parser_built_for_one_command_parses_like_the_full_parser(argv: list[str]) -> None:
+    from compatsolve.cli import build_parser
+
+    assert build_parser(argv).parse_args(argv) == build_parser().parse_args(argv)
