@@ -29,13 +29,22 @@ import time
 TARGET = "T4,driver=535.104.05,python=3.10"
 
 
-def timed(argv: list[str], runs: int) -> tuple[float, int]:
-    times, code = [], 0
+def run_once(argv: list[str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    code = subprocess.run(argv, capture_output=True, check=False).returncode
+    return time.perf_counter() - start, code
+
+
+def timed_pair(first: list[str], second: list[str], runs: int) -> tuple[list[float], list[float], int, int]:
+    """Alternate the two commands run by run, so that drifts of the machine (CPU frequency, a
+    neighbour's load on a shared host) fall on both alike."""
+    a_times, b_times, a_code, b_code = [], [], 0, 0
     for _ in range(runs):
-        start = time.perf_counter()
-        code = subprocess.run(argv, capture_output=True, check=False).returncode
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), code
+        elapsed, a_code = run_once(first)
+        a_times.append(elapsed)
+        elapsed, b_code = run_once(second)
+        b_times.append(elapsed)
+    return a_times, b_times, a_code, b_code
 
 
 def main() -> None:
@@ -72,12 +81,19 @@ def main() -> None:
     ]
     for argv in (plan, rig):
         subprocess.run(argv, capture_output=True, check=False)
-    t_plan, rc_plan = timed(plan, args.runs)
-    t_rig, rc_rig = timed(rig, args.runs)
-    print(f"request: torch + transformers stack on {TARGET}; {args.runs} runs, median, cold processes")
-    print(f"compatsolve plan   : {t_plan:.3f} s (exit {rc_plan}) via {' '.join(launcher)}")
-    print(f"rigsolve solve     : {t_rig:.3f} s (exit {rc_rig})")
-    print(f"ratio plan / rigsolve: {t_plan / t_rig:.2f}x")
+    plan_times, rig_times, rc_plan, rc_rig = timed_pair(plan, rig, args.runs)
+    t_plan, t_rig = statistics.median(plan_times), statistics.median(rig_times)
+    ratios = sorted(p / r for p, r in zip(plan_times, rig_times, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+    print(
+        f"request: torch + transformers stack on {TARGET}; {args.runs} runs each, alternating, cold processes"
+    )
+    print(f"compatsolve plan   : {t_plan:.3f} s median (exit {rc_plan}) via {' '.join(launcher)}")
+    print(f"rigsolve solve     : {t_rig:.3f} s median (exit {rc_rig})")
+    print(
+        f"ratio plan / rigsolve: {t_plan / t_rig:.2f}x of the medians; "
+        f"run by run {quartiles[1]:.2f}x (quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import gzip
 import json
 import marshal
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.fileio import cache_key, replace_cache_pickle
+from compatsolve.fileio import cache_key
 from compatsolve.names import canonicalize_name
 from compatsolve.requirement import parse_line, remember
 
@@ -115,6 +116,8 @@ class Release:
 # requires_dist, filenames]}, marshal'd {version: marshal'd [[sha256, url], ...]} and marshal'd
 # {Requires-Dist line: its parsed form} (compatsolve/requirement.py).
 Blobs = tuple[bytes, bytes, bytes]  # marshalled: release metadata, file details, parsed Requires-Dist
+# Where a project's three blobs lie in the cache file: offset and the three lengths.
+BlobRef = tuple[int, int, int, int]
 
 
 class Snapshot:
@@ -126,31 +129,46 @@ class Snapshot:
         date: str,
         releases: dict[str, dict[str, Release]] | None = None,
         raw: dict[str, dict[str, Any] | Blobs] | None = None,
+        stored: dict[str, BlobRef] | None = None,
+        read_blobs: Callable[[BlobRef], Blobs] | None = None,
     ) -> None:
         self.date = date
         self._built: dict[str, dict[str, Release]] = dict(releases or {})
         # Per project: the parsed JSON object, or its blobs (from the cache) still to be read.
         self._raw: dict[str, dict[str, Any] | Blobs] = dict(raw or {})
+        # Per project: where its blobs lie in the cache file, read when the project is first used.
+        self._stored: dict[str, BlobRef] = dict(stored or {})
+        self._read_blobs = read_blobs
+
+    def _unread(self, name: str) -> dict[str, Any] | Blobs | None:
+        if name in self._raw:
+            return self._raw[name]
+        if name in self._stored and self._read_blobs is not None:
+            return self._raw.setdefault(name, self._read_blobs(self._stored.pop(name)))
+        return None
 
     @property
     def releases(self) -> dict[str, dict[str, Release]]:
-        for name in list(self._raw):
+        for name in list(self._raw) + list(self._stored):
             self.project(name)
         return self._built
 
     def names(self) -> set[str]:
-        return set(self._built) | set(self._raw)
+        return set(self._built) | set(self._raw) | set(self._stored)
 
     def project(self, name: str) -> dict[str, Release]:
         key = canonicalize_name(name)
-        if key not in self._built and key in self._raw:
-            self._built[key] = _build_project(key, self._raw.pop(key))
+        if key not in self._built:
+            raw = self._unread(key)
+            if raw is not None:
+                self._built[key] = _build_project(key, raw)
+                del self._raw[key]
         return self._built.get(key, {})
 
     def newest(self) -> dict[str, str]:
         out = {}
         for project in sorted(self.names()):
-            raw = self._raw.get(project)
+            raw = self._unread(project)
             versions = [_version(v) for v in (_versions(raw) if raw is not None else self._built[project])]
             final = [v for v in versions if v is not None and not v.is_prerelease]
             pool = final or [v for v in versions if v is not None]
@@ -159,6 +177,8 @@ class Snapshot:
         return out
 
     def release_count(self) -> int:
+        for name in list(self._stored):
+            self._unread(name)
         raw = sum(len(_versions(v)) for v in self._raw.values())
         return raw + sum(len(v) for v in self._built.values())
 
@@ -283,35 +303,89 @@ _CACHE_LAYOUT = 4  # bump when the blobs' layout changes: older cache files are 
 
 
 def _read(path: Path) -> Snapshot | None:
-    """The snapshot at `path`, through a per-file cache of per-project JSON blobs: a command
-    then parses only the projects it touches instead of the whole document."""
-    import pickle
-
+    """The snapshot at `path`, through a cache file of per-project blobs: a command then reads
+    and parses only the projects it touches instead of the whole document. The cache file is an
+    index (a pickle) followed by the blobs, each read with one positioned read when first used."""
     try:
         stat = path.stat()
     except OSError:
         return None
     where = cache_key(str(path.resolve()).encode())
     key = f"{stat.st_size}-{stat.st_mtime_ns}-{where}-{_CACHE_LAYOUT}"
-    cached = cache_path().parent / f"snapshot-{key}.pickle"
-    try:
-        with cached.open("rb") as handle:
-            date, blobs = pickle.load(handle)
-        if not isinstance(blobs, dict) or not all(
-            isinstance(b, tuple) and len(b) == 3 for b in blobs.values()
-        ):
-            raise ValueError("stale cache layout")
-        return Snapshot(date=date, raw=blobs)
-    except (OSError, pickle.PickleError, EOFError, ValueError, TypeError):
-        pass
+    cached = cache_path().parent / f"snapshot-{key}.cache"
+    loaded = _open_cache(cached)
+    if loaded is not None:
+        return loaded
     try:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             snapshot = from_document(json.load(handle))
     except (OSError, ValueError, KeyError, TypeError, EOFError):
         return None
     blobs = {name: _blobs(raw) for name, raw in snapshot._raw.items() if isinstance(raw, dict)}
-    replace_cache_pickle(cached, (snapshot.date, blobs), "snapshot-*.pickle")
+    _write_cache(cached, snapshot.date, blobs)
     return snapshot
+
+
+def _open_cache(cached: Path) -> Snapshot | None:
+    import pickle
+
+    try:
+        handle = cached.open("rb", buffering=0)
+    except OSError:
+        return None
+    try:
+        size = int.from_bytes(handle.read(8), "little")
+        date, index = pickle.loads(handle.read(size))
+        if not isinstance(index, dict) or not isinstance(date, str):
+            raise ValueError("not a snapshot cache")
+        base = 8 + size
+        # a file cut short (or written by another layout) is rebuilt, never half-read
+        if os.fstat(handle.fileno()).st_size != base + sum(sum(ref[1:]) for ref in index.values()):
+            raise ValueError("truncated snapshot cache")
+    except (OSError, pickle.PickleError, EOFError, ValueError, TypeError, IndexError):
+        handle.close()
+        return None
+
+    def read_blobs(ref: BlobRef) -> Blobs:
+        offset, *lengths = ref
+        handle.seek(base + offset)
+        data = handle.read(sum(lengths))
+        first, second = lengths[0], lengths[0] + lengths[1]
+        return data[:first], data[first:second], data[second:]
+
+    # The file stays open while the snapshot lives: projects are read from it when first used.
+    snapshot = Snapshot(date=date, stored=index, read_blobs=read_blobs)
+    weakref.finalize(snapshot, handle.close)
+    return snapshot
+
+
+def _write_cache(cached: Path, date: str, blobs: dict[str, Blobs]) -> None:
+    """Index then blobs, written atomically; a cache that cannot be written only costs speed."""
+    import pickle
+
+    index: dict[str, BlobRef] = {}
+    offset = 0
+    for name, parts in blobs.items():
+        index[name] = (offset, *(len(part) for part in parts))  # type: ignore[assignment]
+        offset += sum(len(part) for part in parts)
+    header = pickle.dumps((date, index), protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        for old in cached.parent.glob("snapshot-*.*"):
+            old.unlink(missing_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(len(header).to_bytes(8, "little"))
+                handle.write(header)
+                for parts in blobs.values():
+                    for part in parts:
+                        handle.write(part)
+            os.replace(tmp, cached)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _read_date(path: Path) -> str | None:

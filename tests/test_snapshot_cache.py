@@ -28,7 +28,7 @@ def test_cached_read_equals_document_read(cache_dir: Path) -> None:
     shipped = snap.shipped_path()
     first = snap._read(shipped)  # parses the document and writes the cache
     assert first is not None
-    assert list(cache_dir.glob("snapshot-*.pickle"))
+    assert list(cache_dir.glob("snapshot-*.cache"))
     second = snap._read(shipped)  # from the cache
     assert second is not None
     for name in ("torch", "transformers", "flash-attn"):
@@ -44,8 +44,13 @@ def test_cached_read_equals_document_read(cache_dir: Path) -> None:
 def test_stale_cache_layout_is_ignored(cache_dir: Path) -> None:
     shipped = snap.shipped_path()
     assert snap._read(shipped) is not None
-    (cached,) = cache_dir.glob("snapshot-*.pickle")
-    cached.write_bytes(pickle.dumps(("2000-01-01", {"torch": b"{}"})))  # the old JSON-blob layout
-    again = snap._read(shipped)
-    assert again is not None and again.date != "2000-01-01"
-    assert again.project("torch")
+    (cached,) = cache_dir.glob("snapshot-*.cache")
+    whole = cached.read_bytes()
+    for broken in (
+        pickle.dumps(("2000-01-01", {"torch": b"{}"})),  # an older layout: one pickle
+        whole[: len(whole) // 2],  # cut short
+    ):
+        cached.write_bytes(broken)
+        again = snap._read(shipped)
+        assert again is not None and again.date != "2000-01-01"
+        assert again.project("torch")
