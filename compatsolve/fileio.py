@@ -70,6 +70,18 @@ def cache_key(data: bytes) -> str:
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
+def prune_caches(directory: Path, pattern: str, keep: int = 3) -> None:
+    """Remove older cache files matching `pattern`, keeping the `keep` most recently written:
+    several installs (venvs, versions) share the user cache directory, and each would otherwise
+    delete the others' cache and rebuild its own on every alternate run."""
+    try:
+        found = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for old in found[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def replace_cache_pickle(path: Path, value: object, stale: str) -> None:
     """Write `value` as a pickle at `path` atomically, removing older cache files matching the
     glob `stale` beside it. A cache that cannot be written only costs speed: errors are ignored."""
@@ -77,8 +89,7 @@ def replace_cache_pickle(path: Path, value: object, stale: str) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob(stale):
-            old.unlink(missing_ok=True)
+        prune_caches(path.parent, stale)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         with tmp.open("wb") as handle:
             pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)

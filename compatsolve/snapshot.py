@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.fileio import cache_key
+from compatsolve.fileio import cache_key, prune_caches
 from compatsolve.names import canonicalize_name
 from compatsolve.requirement import parse_line, remember
 
@@ -371,8 +371,7 @@ def _write_cache(cached: Path, date: str, blobs: dict[str, Blobs]) -> None:
     header = pickle.dumps((date, index), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        for old in cached.parent.glob("snapshot-*.*"):
-            old.unlink(missing_ok=True)
+        prune_caches(cached.parent, "snapshot-*.cache")
         tmp = cached.with_suffix(f".tmp{os.getpid()}")
         try:
             with tmp.open("wb") as handle:

@@ -67,3 +67,20 @@ def test_read_text_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         read_text_input(str(tmp_path), "report")
     monkeypatch.setattr("sys.stdin", io.StringIO("from stdin"))
     assert read_text_input("-", "report") == "from stdin"
+
+
+def test_prune_caches_keeps_the_most_recent(tmp_path: Path) -> None:
+    from compatsolve.fileio import prune_caches
+
+    for age in range(6):
+        path = tmp_path / f"knowledge-{age}.pickle"
+        path.write_bytes(b"x")
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    (tmp_path / "other.txt").write_text("kept")
+    prune_caches(tmp_path, "knowledge-*.pickle", keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "knowledge-0.pickle",
+        "knowledge-1.pickle",
+        "knowledge-2.pickle",
+        "other.txt",
+    ]
