@@ -17,7 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM
 from compatsolve.knowledge import Extension, Knowledge, Rule
@@ -323,25 +323,18 @@ class Provider:
             self._cache[name] = LazyCandidates(self._produce(name))
         return self._cache[name]
 
-    def _ordered_releases(self, name: str) -> list[tuple[Version, Release]]:
+    def _ordered_releases(self, name: str) -> Iterator[tuple[Version, Release]]:
         """Releases in preference order: (with --prefer stable) those at least STABLE_AGE_DAYS
-        older than the snapshot first, then newest first."""
-        found = []
-        for version_text, release in self.snapshot.project(name).items():
-            try:
-                version = Version(version_text)
-            except InvalidVersion:
-                continue
-            if release.yanked or version.is_prerelease or version.is_devrelease:
-                continue
-            found.append((version, release))
-
-        def age_ok(release: Release) -> bool:
-            if self.prefer != "stable":
-                return True
-            return (self._today - dt.date.fromisoformat(release.uploaded)).days >= STABLE_AGE_DAYS
-
-        return sorted(found, key=lambda vr: (age_ok(vr[1]), vr[0]), reverse=True)
+        older than the snapshot first, then newest first. Versions are parsed as they are tried."""
+        releases = self.snapshot.project(name)
+        order = self.snapshot.newest_first(name)
+        if self.prefer == "stable":
+            cutoff = (self._today - dt.timedelta(days=STABLE_AGE_DAYS)).isoformat()  # ISO dates sort as text
+            order = [v for v in order if releases[v].uploaded <= cutoff] + [
+                v for v in order if releases[v].uploaded > cutoff
+            ]
+        for text in order:
+            yield Version(text), releases[text]
 
     def _produce(self, name: str) -> Iterator[Candidate]:
         self._producing.add(name)
@@ -534,9 +527,13 @@ class Provider:
                         entry.sources[:2],
                     )
                     return False
-        for rule in self._rules_by_package.get(candidate.name, ()):
-            for machine in self.machines:
-                facts = {**machine.facts, **self.run_facts, **candidate_facts(candidate)}
+        rules = self._rules_by_package.get(candidate.name, ())
+        own = candidate_facts(candidate) if rules else {}
+        per_machine = (
+            [{**machine.facts, **self.run_facts, **own} for machine in self.machines] if rules else []
+        )
+        for rule in rules:
+            for facts in per_machine:
                 assert rule.when is not None
                 if rule.when.evaluate(facts) is Truth.TRUE:
                     self.exclusions.add(

@@ -13,7 +13,7 @@ import json
 import marshal
 import os
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -115,9 +115,10 @@ class Release:
 # A project as stored in the blob cache: marshal'd {version: [uploaded, yanked, requires_python,
 # requires_dist, filenames]}, marshal'd {version: marshal'd [[sha256, url], ...]} and marshal'd
 # {Requires-Dist line: its parsed form} (compatsolve/requirement.py).
-Blobs = tuple[bytes, bytes, bytes]  # marshalled: release metadata, file details, parsed Requires-Dist
+# marshalled: release metadata, file details, parsed Requires-Dist, usable versions newest first
+Blobs = tuple[bytes, bytes, bytes, bytes]
 # Where a project's three blobs lie in the cache file: offset and the three lengths.
-BlobRef = tuple[int, int, int, int]
+BlobRef = tuple[int, int, int, int, int]
 
 
 class Snapshot:
@@ -139,6 +140,7 @@ class Snapshot:
         # Per project: where its blobs lie in the cache file, read when the project is first used.
         self._stored: dict[str, BlobRef] = dict(stored or {})
         self._read_blobs = read_blobs
+        self._newest_first: dict[str, list[str]] = {}
 
     def _unread(self, name: str) -> dict[str, Any] | Blobs | None:
         if name in self._raw:
@@ -162,8 +164,19 @@ class Snapshot:
             raw = self._unread(key)
             if raw is not None:
                 self._built[key] = _build_project(key, raw)
+                if isinstance(raw, tuple):
+                    self._newest_first[key] = marshal.loads(raw[3])
                 del self._raw[key]
         return self._built.get(key, {})
+
+    def newest_first(self, name: str) -> list[str]:
+        """The project's installable versions (valid, not yanked, no pre- or dev releases),
+        newest first: stored in the cache, so a plan parses only the versions it tries."""
+        key = canonicalize_name(name)
+        releases = self.project(key)
+        if key not in self._newest_first:
+            self._newest_first[key] = _newest_first(releases)
+        return self._newest_first[key]
 
     def newest(self) -> dict[str, str]:
         out = {}
@@ -248,7 +261,19 @@ def _blobs(versions: dict[str, Any]) -> Blobs:
     details = {v: marshal.dumps([[f[1], f[2]] for f in r["files"]]) for v, r in versions.items()}
     lines = {line for r in versions.values() for line in r["requires_dist"] or ()}
     parsed = {line: parse_line(line) for line in sorted(lines)}
-    return marshal.dumps(meta), marshal.dumps(details), marshal.dumps(parsed)
+    order = _newest_first({v: (r["yanked"], v) for v, r in versions.items()})
+    return marshal.dumps(meta), marshal.dumps(details), marshal.dumps(parsed), marshal.dumps(order)
+
+
+def _newest_first(releases: Mapping[str, Release] | Mapping[str, tuple[bool, str]]) -> list[str]:
+    usable = []
+    for text, release in releases.items():
+        version = _version(text)
+        yanked = release[0] if isinstance(release, tuple) else release.yanked
+        if version is not None and not yanked and not version.is_prerelease:
+            usable.append((version, text))
+    # stable sort: equal versions spelt differently keep the snapshot's order
+    return [text for _, text in sorted(usable, key=lambda pair: pair[0], reverse=True)]
 
 
 def _version(text: str) -> Version | None:
@@ -299,7 +324,7 @@ def cache_path() -> Path:
     return cache_dir() / FILENAME
 
 
-_CACHE_LAYOUT = 4  # bump when the blobs' layout changes: older cache files are then rebuilt
+_CACHE_LAYOUT = 5  # bump when the blobs' layout changes: older cache files are then rebuilt
 
 
 def _read(path: Path) -> Snapshot | None:
@@ -350,8 +375,8 @@ def _open_cache(cached: Path) -> Snapshot | None:
         offset, *lengths = ref
         handle.seek(base + offset)
         data = handle.read(sum(lengths))
-        first, second = lengths[0], lengths[0] + lengths[1]
-        return data[:first], data[first:second], data[second:]
+        ends = [sum(lengths[: i + 1]) for i in range(len(lengths))]
+        return data[: ends[0]], data[ends[0] : ends[1]], data[ends[1] : ends[2]], data[ends[2] :]
 
     # The file stays open while the snapshot lives: projects are read from it when first used.
     snapshot = Snapshot(date=date, stored=index, read_blobs=read_blobs)
