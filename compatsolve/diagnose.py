@@ -16,6 +16,7 @@ MAX_ERROR_CHARS = 400_000
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 BASE, SPECIFICITY, CONFIRMED = 0.5, 0.2, 0.3
+GENERAL = 0.25  # below any specific rule matching the same text, whatever their match lengths
 
 
 def normalise(text: str) -> str:
@@ -41,6 +42,8 @@ def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
             ruled_out.append(rule.id)
             continue
         score = BASE + SPECIFICITY * min(best, 80) / 80 + (CONFIRMED if truth is Truth.TRUE else 0.0)
+        if rule.general:
+            score -= GENERAL
         confidence = min(0.99, score * TIER_CONFIDENCE[rule.tier] / 0.9)
         finding = Finding.from_rule(rule, confidence=confidence, explains_error=True, score=score)
         if truth is Truth.UNKNOWN and rule.when is not None and finding.severity == "error":
@@ -61,7 +64,11 @@ def diagnose(
     for finding in extra or []:
         if finding.rule in seen and finding.rule != "requires-dist":
             continue
-        found.append(replace(finding, explains_error=reports_conflict(error, finding)))
+        explains = reports_conflict(error, finding)
+        # the message reports the conflict and the metadata confirms it: as strong as a rule whose
+        # signature matches and whose facts hold
+        score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
+        found.append(replace(finding, explains_error=explains, score=score))
     return order(found, error_given=True), ruled_out
 
 

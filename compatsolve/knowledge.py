@@ -202,6 +202,9 @@ class Rule:
     # never stops generating, a hang): its `when` only confirms or rules it out for a given
     # error, and it never fires in an audit without one.
     symptom: bool = False
+    # A general rule names the mechanism behind a message that several specific rules share
+    # ("no kernel image is available"): it ranks after any specific rule the facts leave possible.
+    general: bool = False
 
     @property
     def compiled_signatures(self) -> tuple[re.Pattern[str], ...]:
@@ -473,6 +476,7 @@ def parse_rule(t: Table, file: str) -> Rule:
         when=parse_condition(when_raw, f"{t.where}.when") if when_raw is not None else None,
         file=file,
         symptom=bool(t.boolean("symptom")),
+        general=bool(t.boolean("general")),
     )
     t.done()
     for stage in rule.stages:

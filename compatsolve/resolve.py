@@ -641,7 +641,7 @@ def _rules_by_package(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
     """Error rules whose condition reads a package's version: candidates they exclude."""
     index: dict[str, list[Rule]] = {}
     for rule in rules:
-        if rule.when is None or rule.severity != "error":
+        if rule.when is None or rule.severity != "error" or rule.symptom:
             continue
         for fact in rule.when.facts():
             if fact.startswith("pkg."):

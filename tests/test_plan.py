@@ -210,3 +210,14 @@ def test_infeasible_full_finetune_offers_lora_alternatives() -> None:
     assert changes["use --method lora"]["feasible"] is True
     assert "peft" in changes["use --method qlora"]["summary"]
     assert "bitsandbytes" in changes["use --method qlora"]["summary"]
+
+
+def test_symptom_rules_never_shape_a_plan(kb) -> None:
+    from compatsolve.plan import failure_rules
+    from compatsolve.resolve import _rules_by_package
+
+    symptoms = {r.id for r in kb.rules if r.symptom and r.when is not None and r.severity == "error"}
+    assert symptoms, "the knowledge base has error-severity symptom rules with conditions"
+    for stage in ("inference", "fine-tuning"):
+        assert not symptoms & {r.id for r in failure_rules(kb, stage)}
+    assert not symptoms & {r.id for rules in _rules_by_package(kb.rules).values() for r in rules}
