@@ -12,6 +12,7 @@ comparison of non-version strings) is handed to packaging too, so results never 
 
 from __future__ import annotations
 
+import marshal
 from functools import cache
 from typing import Any, Union
 
@@ -32,15 +33,16 @@ _VERSION_VARIABLES = frozenset(
 )
 
 _PREPARSED: dict[str, Parsed | None] = {}
+_STORED: dict[str, bytes] = {}  # marshalled parsed forms from a cache, decoded on first use
 
 
 class Undecided(Exception):
     """`evaluate` cannot answer exactly as packaging would; ask packaging."""
 
 
-def remember(parsed_lines: dict[str, Parsed | None]) -> None:
-    """Parsed lines read from a cache (they are what `parse_line` returned for them)."""
-    _PREPARSED.update(parsed_lines)
+def remember(stored: dict[str, bytes]) -> None:
+    """Parsed lines read from a cache, each the marshalled result of `parse_line`."""
+    _STORED.update(stored)
 
 
 def parsed(line: str) -> Parsed | None:
@@ -48,7 +50,8 @@ def parsed(line: str) -> Parsed | None:
     try:
         return _PREPARSED[line]
     except KeyError:
-        result = _PREPARSED[line] = parse_line(line)
+        stored = _STORED.pop(line, None)
+        result = _PREPARSED[line] = parse_line(line) if stored is None else marshal.loads(stored)
         return result
 
 

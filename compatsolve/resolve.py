@@ -330,10 +330,8 @@ class Provider:
         order = self.snapshot.newest_first(name)
         if self.prefer == "stable":
             cutoff = (self._today - dt.timedelta(days=STABLE_AGE_DAYS)).isoformat()  # ISO dates sort as text
-            order = [v for v in order if releases[v].uploaded <= cutoff] + [
-                v for v in order if releases[v].uploaded > cutoff
-            ]
-        for text in order:
+            order = [vu for vu in order if vu[1] <= cutoff] + [vu for vu in order if vu[1] > cutoff]
+        for text, _ in order:
             yield Version(text), releases[text]
 
     def _produce(self, name: str) -> Iterator[Candidate]:

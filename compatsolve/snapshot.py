@@ -13,7 +13,7 @@ import json
 import marshal
 import os
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -117,7 +117,7 @@ class Release:
 # {Requires-Dist line: its parsed form} (compatsolve/requirement.py).
 # marshalled: release metadata, file details, parsed Requires-Dist, usable versions newest first
 Blobs = tuple[bytes, bytes, bytes, bytes]
-# Where a project's three blobs lie in the cache file: offset and the three lengths.
+# Where a project's four blobs lie in the cache file: offset and the four lengths.
 BlobRef = tuple[int, int, int, int, int]
 
 
@@ -128,19 +128,19 @@ class Snapshot:
     def __init__(
         self,
         date: str,
-        releases: dict[str, dict[str, Release]] | None = None,
+        releases: Mapping[str, Mapping[str, Release]] | None = None,
         raw: dict[str, dict[str, Any] | Blobs] | None = None,
         stored: dict[str, BlobRef] | None = None,
         read_blobs: Callable[[BlobRef], Blobs] | None = None,
     ) -> None:
         self.date = date
-        self._built: dict[str, dict[str, Release]] = dict(releases or {})
+        self._built: dict[str, Mapping[str, Release]] = dict(releases or {})
         # Per project: the parsed JSON object, or its blobs (from the cache) still to be read.
         self._raw: dict[str, dict[str, Any] | Blobs] = dict(raw or {})
         # Per project: where its blobs lie in the cache file, read when the project is first used.
         self._stored: dict[str, BlobRef] = dict(stored or {})
         self._read_blobs = read_blobs
-        self._newest_first: dict[str, list[str]] = {}
+        self._newest_first: dict[str, list[tuple[str, str]]] = {}
 
     def _unread(self, name: str) -> dict[str, Any] | Blobs | None:
         if name in self._raw:
@@ -150,7 +150,7 @@ class Snapshot:
         return None
 
     @property
-    def releases(self) -> dict[str, dict[str, Release]]:
+    def releases(self) -> dict[str, Mapping[str, Release]]:
         for name in list(self._raw) + list(self._stored):
             self.project(name)
         return self._built
@@ -158,24 +158,25 @@ class Snapshot:
     def names(self) -> set[str]:
         return set(self._built) | set(self._raw) | set(self._stored)
 
-    def project(self, name: str) -> dict[str, Release]:
+    def project(self, name: str) -> Mapping[str, Release]:
         key = canonicalize_name(name)
         if key not in self._built:
             raw = self._unread(key)
             if raw is not None:
                 self._built[key] = _build_project(key, raw)
                 if isinstance(raw, tuple):
-                    self._newest_first[key] = marshal.loads(raw[3])
+                    self._newest_first[key] = [tuple(pair) for pair in marshal.loads(raw[3])]
                 del self._raw[key]
         return self._built.get(key, {})
 
-    def newest_first(self, name: str) -> list[str]:
-        """The project's installable versions (valid, not yanked, no pre- or dev releases),
-        newest first: stored in the cache, so a plan parses only the versions it tries."""
+    def newest_first(self, name: str) -> list[tuple[str, str]]:
+        """(version, upload date) of the project's installable releases (valid, not yanked, no
+        pre- or dev releases), newest first: stored in the cache, so a plan parses and builds
+        only the releases it tries."""
         key = canonicalize_name(name)
         releases = self.project(key)
         if key not in self._newest_first:
-            self._newest_first[key] = _newest_first(releases)
+            self._newest_first[key] = [(v, releases[v].uploaded) for v in _newest_first(releases)]
         return self._newest_first[key]
 
     def newest(self) -> dict[str, str]:
@@ -197,38 +198,53 @@ class Snapshot:
 
 
 def _versions(raw: dict[str, Any] | Blobs) -> list[str]:
-    return list(marshal.loads(raw[0]) if isinstance(raw, tuple) else raw)
+    return list(marshal.loads(raw[0])[1] if isinstance(raw, tuple) else raw)
 
 
-def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Release]:
-    if isinstance(raw, tuple):
-        meta: dict[str, list[Any]] = marshal.loads(raw[0])
-        remember(marshal.loads(raw[2]))  # the releases' Requires-Dist, already parsed
-        details_blob = raw[1]
-        parsed: dict[str, Any] = {}
+class StoredReleases(Mapping[str, Release]):
+    """A project's releases from the cache blobs; each Release is built when first looked up."""
 
-        def details_of(version: str) -> FileDetails:
-            def read() -> Sequence[Sequence[str]]:
-                if not parsed:
-                    parsed.update(marshal.loads(details_blob))
-                one = parsed.get(version)
-                return () if one is None else marshal.loads(one)  # type: ignore[no-any-return]
+    def __init__(self, project: str, lines: list[str], stored: dict[str, bytes], details: bytes) -> None:
+        self._project = project
+        self._lines = lines
+        self._stored = stored
+        self._details_blob = details
+        self._details: dict[str, bytes] | None = None
+        self._built: dict[str, Release] = {}
 
-            return read
-
-        return {
-            version: Release(
-                project=project,
+    def __getitem__(self, version: str) -> Release:
+        if version not in self._built:
+            uploaded, yanked, requires_python, deps, names = marshal.loads(self._stored[version])
+            self._built[version] = Release(
+                project=self._project,
                 version=version,
                 uploaded=uploaded,
                 yanked=yanked,
                 requires_python=requires_python,
-                requires_dist=None if requires_dist is None else tuple(requires_dist),
-                filenames=tuple(filenames),
-                details=details_of(version),
+                requires_dist=None if deps is None else tuple(self._lines[i] for i in deps),
+                filenames=tuple(names),
+                details=lambda: self._files_of(version),
             )
-            for version, (uploaded, yanked, requires_python, requires_dist, filenames) in meta.items()
-        }
+        return self._built[version]
+
+    def _files_of(self, version: str) -> Sequence[Sequence[str]]:
+        if self._details is None:
+            self._details = marshal.loads(self._details_blob)
+        one = self._details.get(version)
+        return () if one is None else marshal.loads(one)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+
+def _build_project(project: str, raw: dict[str, Any] | Blobs) -> Mapping[str, Release]:
+    if isinstance(raw, tuple):
+        lines, stored = marshal.loads(raw[0])
+        remember(dict(zip(lines, marshal.loads(raw[2]), strict=True)))
+        return StoredReleases(project, lines, stored, raw[1])
     return {
         version: Release(
             project=project,
@@ -244,25 +260,29 @@ def _build_project(project: str, raw: dict[str, Any] | Blobs) -> dict[str, Relea
 
 
 def _blobs(versions: dict[str, Any]) -> Blobs:
-    # Releases repeat the same Requires-Dist lines (transformers: ~300 lines x 150 releases).
-    # marshal writes an object it has already written as a back-reference, so sharing one object
-    # per distinct value shrinks the blob several times and makes loading it as many times faster.
-    shared: dict[Any, Any] = {}
-
-    def one(value: Any) -> Any:
-        return shared.setdefault(value, value)
-
-    meta = {}
+    """A project's cache blobs. Everything is stored per release (or per Requires-Dist line) and
+    decoded when first used: a plan looks at a few releases of each project, not at all ~150."""
+    # Releases repeat the same Requires-Dist lines (transformers: ~300 lines x 150 releases), so
+    # each distinct line is stored once and releases refer to it by number.
+    lines = sorted({line for r in versions.values() for line in r["requires_dist"] or ()})
+    number = {line: i for i, line in enumerate(lines)}
+    releases = {}
     for version, r in versions.items():
+        deps = None if r["requires_dist"] is None else [number[line] for line in r["requires_dist"]]
         names = [f[0] for f in r["files"]]
-        lines = None if r["requires_dist"] is None else one(tuple(one(line) for line in r["requires_dist"]))
-        meta[version] = [r["uploaded"], bool(r["yanked"]), one(r["requires_python"]), lines, names]
-    # one blob per release inside: a plan reads the hashes of one release of a project
+        releases[version] = marshal.dumps(
+            [r["uploaded"], bool(r["yanked"]), r["requires_python"], deps, names]
+        )
     details = {v: marshal.dumps([[f[1], f[2]] for f in r["files"]]) for v, r in versions.items()}
-    lines = {line for r in versions.values() for line in r["requires_dist"] or ()}
-    parsed = {line: parse_line(line) for line in sorted(lines)}
-    order = _newest_first({v: (r["yanked"], v) for v, r in versions.items()})
-    return marshal.dumps(meta), marshal.dumps(details), marshal.dumps(parsed), marshal.dumps(order)
+    parsed = [marshal.dumps(parse_line(line)) for line in lines]
+    usable = _newest_first({v: (r["yanked"], v) for v, r in versions.items()})
+    order = [(v, versions[v]["uploaded"]) for v in usable]
+    return (
+        marshal.dumps((lines, releases)),
+        marshal.dumps(details),
+        marshal.dumps(parsed),
+        marshal.dumps(order),
+    )
 
 
 def _newest_first(releases: Mapping[str, Release] | Mapping[str, tuple[bool, str]]) -> list[str]:
@@ -324,7 +344,7 @@ def cache_path() -> Path:
     return cache_dir() / FILENAME
 
 
-_CACHE_LAYOUT = 5  # bump when the blobs' layout changes: older cache files are then rebuilt
+_CACHE_LAYOUT = 6  # bump when the blobs' layout changes: older cache files are then rebuilt
 
 
 def _read(path: Path) -> Snapshot | None:
