@@ -417,6 +417,7 @@ def _write_cache(cached: Path, date: str, blobs: dict[str, Blobs]) -> None:
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         prune_caches(cached.parent, "snapshot-*.cache")
+        prune_caches(cached.parent, "snapshot-*.pickle", keep=0)  # the layout before the index
         tmp = cached.with_suffix(f".tmp{os.getpid()}")
         try:
             with tmp.open("wb") as handle:
