@@ -50,7 +50,9 @@ SPECIAL_COMPONENTS = frozenset(
 )
 # A component is a normalized PyPI name or one of SPECIAL_COMPONENTS (shared/taxonomy.md).
 TAXONOMY_COMPONENTS_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-ARCHITECTURES = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"})
+ARCHITECTURES = frozenset(
+    {"kepler", "maxwell", "pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"}
+)
 SEGMENTS = frozenset({"datacenter", "workstation", "consumer"})
 SCHEMA_VERSION = 1
 
