@@ -138,3 +138,16 @@ def test_parser_built_for_one_command_parses_like_the_full_parser(argv: list[str
     from compatsolve.cli import build_parser
 
     assert build_parser(argv).parse_args(argv) == build_parser().parse_args(argv)
+
+
+@pytest.mark.parametrize("columns", [None, "57", "not-a-number"])
+def test_help_width_is_what_shutil_reports(monkeypatch: pytest.MonkeyPatch, columns: str | None) -> None:
+    import shutil
+
+    from compatsolve.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
