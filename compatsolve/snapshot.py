@@ -112,10 +112,11 @@ class Release:
         return f"Release({self.project!r}, {self.version!r})"
 
 
-# A project as stored in the blob cache: marshal'd {version: [uploaded, yanked, requires_python,
-# requires_dist, filenames]}, marshal'd {version: marshal'd [[sha256, url], ...]} and marshal'd
-# {Requires-Dist line: its parsed form} (compatsolve/requirement.py).
-# marshalled: release metadata, file details, parsed Requires-Dist, usable versions newest first
+# A project as stored in the cache file, four marshalled blobs (see _blobs):
+#   (distinct Requires-Dist lines, {version: marshalled [uploaded, yanked, requires_python,
+#    line numbers, filenames]}), {version: marshalled [[sha256, url], ...]},
+#   [marshalled parsed form of each line] (compatsolve/requirement.py),
+#   [(version, uploaded)] of the installable releases, newest first.
 Blobs = tuple[bytes, bytes, bytes, bytes]
 # Where a project's four blobs lie in the cache file: offset and the four lengths.
 BlobRef = tuple[int, int, int, int, int]
