@@ -6,7 +6,7 @@ Two suites:
 - tests/e2e/cases.toml, the development suite. Its sources are outside the study corpus, but the
   rule miners also read the stack's trackers, so some of its threads are cited as rule evidence
   too (in-sample); the figures are printed for both parts.
-- tests/e2e/heldout.toml ... heldout8.toml, the held-out suites, each collected
+- tests/e2e/heldout.toml ... heldout9.toml, the held-out suites, each collected
   by someone who did not read the rules, from threads that no file of knowledge/ or tests/ cited.
   A test keeps it that way: a rule may not cite a held-out source. Measured once at collection,
   before any rule was written after seeing them: heldout 7/14 detected and ranked first, 0/5
@@ -16,7 +16,8 @@ Two suites:
   a fourth round of 30 rules and 33 catalog models, 389 rules, before anyone saw it) 7/17 and 0/5;
   heldout7 (390 rules, and again after a fifth round of 67 rules, 457 rules) 11/19 and 0/5;
   heldout8 (457 rules, and again after a sixth round of 33 general rules, 490 rules) 12/19
-  and 0/5.
+  and 0/5; heldout9 (490 rules, and again after 25 rules mined from the engines' own
+  start-up checks, 515 rules) 9/19 and 0/5.
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -57,6 +58,7 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout6": (0.40, 0.40),
     "heldout7": (0.55, 0.55),
     "heldout8": (0.60, 0.60),
+    "heldout9": (0.45, 0.45),
 }
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
