@@ -1,3 +1,3 @@
-from compatsolve.cli import main
+from compatsolve.cli import run
 
-raise SystemExit(main())
+run()
