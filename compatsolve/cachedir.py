@@ -2,8 +2,8 @@
 
 `COMPATSOLVE_CACHE` wins. On Linux the XDG base-directory rule is applied here directly — what
 platformdirs' `user_cache_dir("compatsolve")` returns there (a test compares the two) — because
-importing platformdirs costs more than a fifth of what the rest of `compatsolve plan` needs to
-start; other systems ask platformdirs.
+importing platformdirs (tempfile, copy, its platform modules) took about 27 M instructions, 7 %
+of a whole `compatsolve plan` run; other systems ask platformdirs.
 """
 
 from __future__ import annotations
