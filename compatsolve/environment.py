@@ -22,6 +22,25 @@ SYS_PLATFORM = {"linux": "linux", "wsl": "linux", "windows": "win32", "macos": "
 PLATFORM_SYSTEM = {"linux": "Linux", "wsl": "Linux", "windows": "Windows", "macos": "Darwin"}
 
 
+def marker_values(python: str | None, os_name: str | None, arch: str | None) -> dict[str, str]:
+    """The PEP 508 marker variables that a target's Python version, OS and architecture decide
+    (what that interpreter's `platform` module would report there); unknown inputs are left out."""
+    values: dict[str, str] = {}
+    if python:
+        parts = python.split(".")
+        values["python_version"] = ".".join(parts[:2])
+        values["python_full_version"] = python if len(parts) > 2 else python + ".0"
+    if os_name in SYS_PLATFORM:
+        values["sys_platform"] = SYS_PLATFORM[os_name]
+        values["platform_system"] = PLATFORM_SYSTEM[os_name]
+        values["os_name"] = "nt" if os_name == "windows" else "posix"
+    if arch:
+        # Windows reports AMD64 / ARM64 and macOS arm64 where Linux says x86_64 / aarch64
+        spelled = {"windows": {"x86_64": "AMD64", "aarch64": "ARM64"}, "macos": {"aarch64": "arm64"}}
+        values["platform_machine"] = spelled.get(os_name or "", {}).get(arch, arch)
+    return values
+
+
 @record(kw_only=True)
 class Gpu:
     index: int

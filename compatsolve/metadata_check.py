@@ -8,13 +8,12 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from packaging.markers import Marker, UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM, Environment
+from compatsolve.environment import Environment, marker_values
 from compatsolve.findings import Finding
-from compatsolve.names import canonicalize_name
+from compatsolve.requirement import marker_holds, parsed
 
 # How pip reports a Requires-Dist conflict, after an install ("X 1.0 requires torch==2.3.0, but you
 # have torch 2.3.1 which is incompatible") or when it cannot resolve one.
@@ -29,36 +28,14 @@ def marker_environment(env: Environment) -> dict[str, str]:
     from packaging.markers import default_environment
 
     values: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
-    if env.python_version:
-        parts = env.python_version.split(".")
-        values["python_version"] = ".".join(parts[:2])
-        values["python_full_version"] = env.python_version if len(parts) > 2 else env.python_version + ".0"
-    if env.os_name in SYS_PLATFORM:
-        values["sys_platform"] = SYS_PLATFORM[env.os_name]
-        values["platform_system"] = PLATFORM_SYSTEM[env.os_name]
-        values["os_name"] = "nt" if env.os_name == "windows" else "posix"
-    if env.arch:
-        values["platform_machine"] = (
-            "AMD64" if env.os_name == "windows" and env.arch == "x86_64" else env.arch
-        )
+    values.update(marker_values(env.python_version, env.os_name, env.arch))
     values["extra"] = ""
     return values
 
 
-@lru_cache(maxsize=65536)
-def _parse(line: str) -> Requirement | None:
-    try:
-        return Requirement(line)
-    except InvalidRequirement:
-        return None
-
-
-@lru_cache(maxsize=65536)
-def _marker_true(marker: str, env_key: tuple[tuple[str, str], ...]) -> bool:
-    try:
-        return Marker(marker).evaluate(dict(env_key))
-    except (UndefinedEnvironmentName, ValueError):
-        return False
+@lru_cache(maxsize=4096)
+def _specifier_set(text: str) -> SpecifierSet:
+    return SpecifierSet(text)
 
 
 def _version(text: str) -> Version | None:
@@ -72,30 +49,28 @@ def check_requirements(
     env: Environment, snapshot_requires: Mapping[tuple[str, str], Iterable[str]]
 ) -> list[Finding]:
     packages = env.packages or {}
-    markers = tuple(sorted(marker_environment(env).items()))
+    markers = marker_environment(env)
     findings: list[Finding] = []
     for pkg in sorted(packages.values(), key=lambda p: p.name):
         requires = pkg.requires or tuple(snapshot_requires.get((pkg.name, _public(pkg.version)), ()))
         source = f"https://pypi.org/project/{pkg.name}/{_public(pkg.version)}/"
         for line in requires:
-            req = _parse(line)
-            if req is None:
+            found = parsed(line)
+            if found is None:
                 continue
-            if req.marker is not None and not _marker_true(str(req.marker), markers):
+            dep, spec, marker = found
+            if marker is not None and not marker_holds(line, marker, markers):
                 continue
-            dep = canonicalize_name(req.name)
             have = packages.get(dep)
             if have is None:
                 if env.packages_complete:
-                    findings.append(_finding(pkg.name, pkg.version, dep, str(req.specifier), None, source))
+                    findings.append(_finding(pkg.name, pkg.version, dep, spec, None, source))
                 continue
             version = _version(have.version)
-            if version is None or not req.specifier:
+            if version is None or not spec:
                 continue
-            if not req.specifier.contains(version, prereleases=True):
-                findings.append(
-                    _finding(pkg.name, pkg.version, dep, str(req.specifier), have.version, source)
-                )
+            if not _specifier_set(spec).contains(version, prereleases=True):
+                findings.append(_finding(pkg.name, pkg.version, dep, spec, have.version, source))
     return findings
 
 

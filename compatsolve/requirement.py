@@ -82,6 +82,21 @@ def _tree(markers: list[Any]) -> MarkerTree:
     return out
 
 
+def marker_holds(line: str, marker: MarkerTree, environment: dict[str, str]) -> bool:
+    """Whether `line`'s marker holds in `environment`: `evaluate`, or packaging where it cannot
+    decide; a marker that cannot be evaluated at all (an undefined comparison) does not hold."""
+    try:
+        try:
+            return evaluate(marker, environment)
+        except Undecided:
+            from packaging.requirements import Requirement
+
+            requirement = Requirement(line)
+            return requirement.marker is not None and requirement.marker.evaluate(environment)
+    except ValueError:  # packaging's UndefinedComparison / UndefinedEnvironmentName / InvalidRequirement
+        return False
+
+
 def mentions(tree: MarkerTree | None, variable: str) -> bool:
     """Whether the marker compares `variable` anywhere (e.g. "extra")."""
     for item in tree or ():

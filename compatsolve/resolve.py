@@ -14,19 +14,16 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from compatsolve.environment import PLATFORM_SYSTEM, SYS_PLATFORM
+from compatsolve.environment import marker_values
 from compatsolve.knowledge import Extension, Knowledge, Rule
 from compatsolve.names import canonicalize_name
-from compatsolve.requirement import MarkerTree, Undecided, evaluate, parsed
-
-if TYPE_CHECKING:
-    from packaging.requirements import Requirement
 from compatsolve.records import field, record
+from compatsolve.requirement import MarkerTree, marker_holds, parsed
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
 from compatsolve.versions import parse_version, variant_cuda
@@ -291,29 +288,12 @@ class Provider:
     def _evaluate_marker(self, line: str, marker: MarkerTree, extra: str) -> bool:
         for machine in self.machines:
             values = {
-                "python_version": f"{machine.python.major}.{machine.python.minor}",
-                "python_full_version": str(machine.python),
-                "sys_platform": SYS_PLATFORM.get(machine.os_name, "linux"),
-                "platform_system": PLATFORM_SYSTEM.get(machine.os_name, "Linux"),
-                "platform_machine": machine.arch,
-                "os_name": "nt" if machine.os_name == "windows" else "posix",
-                "implementation_name": "cpython",
+                **marker_values(str(machine.python), machine.os_name, machine.arch),
+                "implementation_name": "cpython",  # the wheel tags planned for are CPython's
                 "platform_python_implementation": "CPython",
                 "extra": extra,
             }
-            try:
-                try:
-                    holds = evaluate(marker, values)
-                except Undecided:  # packaging decides the rare marker the plain evaluator cannot
-                    requirement = _requirement(line)
-                    holds = (
-                        requirement is not None
-                        and requirement.marker is not None
-                        and requirement.marker.evaluate(values)
-                    )
-                if not holds:
-                    return False
-            except Exception:
+            if not marker_holds(line, marker, values):
                 return False
         return True
 
@@ -583,16 +563,6 @@ def candidate_facts(candidate: Candidate) -> dict[str, Any]:
             facts["torch.cuda"] = cuda
             facts["torch.cuda_major"] = cuda.split(".")[0]
     return facts
-
-
-@cache
-def _requirement(line: str) -> Requirement | None:
-    from packaging import requirements  # imported only for the rare line the cache lacks
-
-    try:
-        return requirements.Requirement(line)
-    except requirements.InvalidRequirement:
-        return None
 
 
 _NAME_PREFIX = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

@@ -97,3 +97,27 @@ def test_undecidable_markers_are_left_to_packaging(marker: str, environment: dic
 def test_unparsable_lines_are_none_and_remembered() -> None:
     assert parse_line("not a requirement ===") is None
     assert parsed("not a requirement ===") is None
+
+
+@pytest.mark.parametrize(
+    ("target", "marker", "holds"),
+    [
+        (("3.11", "windows", "x86_64"), 'sys_platform == "win32" and platform_machine == "AMD64"', True),
+        (("3.11", "windows", "x86_64"), 'platform_machine == "x86_64"', False),
+        (("3.12", "macos", "aarch64"), 'platform_system == "Darwin" and platform_machine == "arm64"', True),
+        (("3.10", "linux", "x86_64"), 'platform_system == "Linux" and python_full_version >= "3.10.0"', True),
+        (("3.10", "linux", "aarch64"), 'platform_machine == "x86_64"', False),
+    ],
+)
+def test_target_marker_values_as_each_platform_reports_them(
+    target: tuple[str, str, str], marker: str, holds: bool
+) -> None:
+    from compatsolve.environment import marker_values
+    from compatsolve.requirement import marker_holds
+
+    line = f"demo; {marker}"
+    tree = parse_line(line)
+    assert tree is not None and tree[2] is not None
+    values = {**marker_values(*target), "extra": ""}
+    assert marker_holds(line, tree[2], values) is holds
+    assert Marker(marker).evaluate(values) is holds
