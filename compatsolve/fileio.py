@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from compatsolve.errors import InputError
@@ -82,17 +83,26 @@ def prune_caches(directory: Path, pattern: str, keep: int = 3) -> None:
         old.unlink(missing_ok=True)
 
 
-def replace_cache_pickle(path: Path, value: object, stale: str) -> None:
-    """Write `value` as a pickle at `path` atomically, removing older cache files matching the
+def replace_cache(path: Path, chunks: Iterable[bytes], stale: str) -> None:
+    """Write `chunks` to the cache file `path` atomically, removing older cache files matching the
     glob `stale` beside it. A cache that cannot be written only costs speed: errors are ignored."""
-    import pickle
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         prune_caches(path.parent, stale)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with tmp.open("wb") as handle:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def replace_cache_pickle(path: Path, value: object, stale: str) -> None:
+    """`value` as a pickle, through `replace_cache`."""
+    import pickle
+
+    replace_cache(path, [pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)], stale)

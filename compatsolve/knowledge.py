@@ -209,6 +209,12 @@ class Rule:
     general: bool = False
 
     @property
+    def rejects_setups(self) -> bool:
+        """A setup its condition holds for cannot work: error severity, a condition, and not a
+        symptom. The rules a plan must not trip and the candidates the resolver excludes."""
+        return self.when is not None and self.severity == "error" and not self.symptom
+
+    @property
     def compiled_signatures(self) -> tuple[re.Pattern[str], ...]:
         return _compile_signatures(self.signatures)
 

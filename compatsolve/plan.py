@@ -300,13 +300,8 @@ def plan_facts(
 
 
 def failure_rules(kb: Knowledge, stage: str) -> list[Rule]:
-    """The rules a plan must not trip: error severity, a condition, this stage. Symptom rules
-    are left out: they explain a failure once it is seen, not a setup that cannot work."""
-    return [
-        r
-        for r in kb.rules
-        if r.when is not None and r.severity == "error" and not r.symptom and stage in r.stages
-    ]
+    """The rules a plan must not trip: those that reject setups, for this stage."""
+    return [r for r in kb.rules if r.rejects_setups and stage in r.stages]
 
 
 def _post_check(

@@ -606,10 +606,10 @@ def _contains(specifier: str, version: Version) -> bool:
 
 
 def _rules_by_package(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
-    """Error rules whose condition reads a package's version: candidates they exclude."""
+    """Rules that reject setups and read a package's version: the candidates they exclude."""
     index: dict[str, list[Rule]] = {}
     for rule in rules:
-        if rule.when is None or rule.severity != "error" or rule.symptom:
+        if rule.when is None or not rule.rejects_setups:
             continue
         for fact in rule.when.facts():
             if fact.startswith("pkg."):

@@ -13,14 +13,14 @@ import json
 import marshal
 import os
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from packaging.version import InvalidVersion, Version
 
-from compatsolve.fileio import cache_key, prune_caches
+from compatsolve.fileio import cache_key, prune_caches, replace_cache
 from compatsolve.names import canonicalize_name
 from compatsolve.requirement import parse_line, remember
 
@@ -177,7 +177,8 @@ class Snapshot:
         key = canonicalize_name(name)
         releases = self.project(key)
         if key not in self._newest_first:
-            self._newest_first[key] = [(v, releases[v].uploaded) for v in _newest_first(releases)]
+            pairs = ((v, r.yanked) for v, r in releases.items())
+            self._newest_first[key] = [(v, releases[v].uploaded) for v in _newest_first(pairs)]
         return self._newest_first[key]
 
     def newest(self) -> dict[str, str]:
@@ -276,7 +277,7 @@ def _blobs(versions: dict[str, Any]) -> Blobs:
         )
     details = {v: marshal.dumps([[f[1], f[2]] for f in r["files"]]) for v, r in versions.items()}
     parsed = [marshal.dumps(parse_line(line)) for line in lines]
-    usable = _newest_first({v: (r["yanked"], v) for v, r in versions.items()})
+    usable = _newest_first((v, bool(r["yanked"])) for v, r in versions.items())
     order = [(v, versions[v]["uploaded"]) for v in usable]
     return (
         marshal.dumps((lines, releases)),
@@ -286,14 +287,14 @@ def _blobs(versions: dict[str, Any]) -> Blobs:
     )
 
 
-def _newest_first(releases: Mapping[str, Release] | Mapping[str, tuple[bool, str]]) -> list[str]:
+def _newest_first(releases: Iterable[tuple[str, bool]]) -> list[str]:
+    """Of (version, yanked) pairs, the installable versions (valid, not yanked, no pre- or dev
+    releases), newest first; equal versions spelt differently keep their order (stable sort)."""
     usable = []
-    for text, release in releases.items():
+    for text, yanked in releases:
         version = _version(text)
-        yanked = release[0] if isinstance(release, tuple) else release.yanked
         if version is not None and not yanked and not version.is_prerelease:
             usable.append((version, text))
-    # stable sort: equal versions spelt differently keep the snapshot's order
     return [text for _, text in sorted(usable, key=lambda pair: pair[0], reverse=True)]
 
 
@@ -406,7 +407,7 @@ def _open_cache(cached: Path) -> Snapshot | None:
 
 
 def _write_cache(cached: Path, date: str, blobs: dict[str, Blobs]) -> None:
-    """Index then blobs, written atomically; a cache that cannot be written only costs speed."""
+    """The index, then the blobs."""
     import pickle
 
     index: dict[str, BlobRef] = {}
@@ -415,23 +416,9 @@ def _write_cache(cached: Path, date: str, blobs: dict[str, Blobs]) -> None:
         index[name] = (offset, *(len(part) for part in parts))  # type: ignore[assignment]
         offset += sum(len(part) for part in parts)
     header = pickle.dumps((date, index), protocol=pickle.HIGHEST_PROTOCOL)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        prune_caches(cached.parent, "snapshot-*.cache")
-        prune_caches(cached.parent, "snapshot-*.pickle", keep=0)  # the layout before the index
-        tmp = cached.with_suffix(f".tmp{os.getpid()}")
-        try:
-            with tmp.open("wb") as handle:
-                handle.write(len(header).to_bytes(8, "little"))
-                handle.write(header)
-                for parts in blobs.values():
-                    for part in parts:
-                        handle.write(part)
-            os.replace(tmp, cached)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
+    prune_caches(cached.parent, "snapshot-*.pickle", keep=0)  # the layout before the index
+    data = (part for blob in blobs.values() for part in blob)
+    replace_cache(cached, [len(header).to_bytes(8, "little"), header, *data], "snapshot-*.cache")
 
 
 def _read_date(path: Path) -> str | None:
