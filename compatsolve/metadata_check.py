@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
-
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 
 from compatsolve.environment import Environment, marker_values
 from compatsolve.findings import Finding
 from compatsolve.requirement import marker_holds, parsed
+from compatsolve.versions import in_range, parse_version, public_version
 
 # How pip reports a Requires-Dist conflict, after an install ("X 1.0 requires torch==2.3.0, but you
 # have torch 2.3.1 which is incompatible") or when it cannot resolve one.
@@ -33,18 +30,6 @@ def marker_environment(env: Environment) -> dict[str, str]:
     return values
 
 
-@lru_cache(maxsize=4096)
-def _specifier_set(text: str) -> SpecifierSet:
-    return SpecifierSet(text)
-
-
-def _version(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
 def check_requirements(
     env: Environment, snapshot_requires: Mapping[tuple[str, str], Iterable[str]]
 ) -> list[Finding]:
@@ -52,8 +37,8 @@ def check_requirements(
     markers = marker_environment(env)
     findings: list[Finding] = []
     for pkg in sorted(packages.values(), key=lambda p: p.name):
-        requires = pkg.requires or tuple(snapshot_requires.get((pkg.name, _public(pkg.version)), ()))
-        source = f"https://pypi.org/project/{pkg.name}/{_public(pkg.version)}/"
+        requires = pkg.requires or tuple(snapshot_requires.get((pkg.name, public_version(pkg.version)), ()))
+        source = f"https://pypi.org/project/{pkg.name}/{public_version(pkg.version)}/"
         for line in requires:
             found = parsed(line)
             if found is None:
@@ -66,17 +51,12 @@ def check_requirements(
                 if env.packages_complete:
                     findings.append(_finding(pkg.name, pkg.version, dep, spec, None, source))
                 continue
-            version = _version(have.version)
+            version = parse_version(have.version)
             if version is None or not spec:
                 continue
-            if not _specifier_set(spec).contains(version, prereleases=True):
+            if not in_range(spec, version):
                 findings.append(_finding(pkg.name, pkg.version, dep, spec, have.version, source))
     return findings
-
-
-def _public(version: str) -> str:
-    parsed = _version(version)
-    return parsed.public if parsed else version
 
 
 def _finding(name: str, version: str, dep: str, spec: str, have: str | None, source: str) -> Finding:
@@ -122,7 +102,7 @@ def snapshot_requirements(env: Environment) -> dict[tuple[str, str], tuple[str, 
         return {}
     out: dict[tuple[str, str], tuple[str, ...]] = {}
     for pkg in wanted:
-        release = snapshot.project(pkg.name).get(_public(pkg.version))
+        release = snapshot.project(pkg.name).get(public_version(pkg.version))
         if release is not None and release.requires_dist:
-            out[(pkg.name, _public(pkg.version))] = release.requires_dist
+            out[(pkg.name, public_version(pkg.version))] = release.requires_dist
     return out

@@ -26,7 +26,7 @@ from compatsolve.records import field, record
 from compatsolve.requirement import MarkerTree, marker_holds, parsed
 from compatsolve.rules import Truth
 from compatsolve.snapshot import Release, ReleaseFile, Snapshot
-from compatsolve.versions import parse_version, variant_cuda
+from compatsolve.versions import in_range, parse_version, variant_cuda
 
 STABLE_AGE_DAYS = 60
 PYPI_INDEX = "https://pypi.org/simple"
@@ -222,7 +222,7 @@ class Provider:
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         if requirement.variant is not None and candidate.variant != requirement.variant:
             return False
-        return _contains(requirement.spec_text, candidate.version)
+        return in_range(requirement.spec_text, candidate.version)
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         key = candidate.label
@@ -371,7 +371,7 @@ class Provider:
     def _find_extension(self, name: str, version: Version) -> Extension | None:
         for entry in self.kb.extensions:
             if canonicalize_name(entry.package) == name and (
-                entry.versions == "*" or _contains(entry.versions, version)
+                entry.versions == "*" or in_range(entry.versions, version)
             ):
                 return entry
         return None
@@ -598,11 +598,6 @@ def requirement_parts(line: str) -> tuple[str, SpecifierSet, MarkerTree | None] 
 @cache
 def _spec_text(specifier: SpecifierSet) -> str:
     return str(specifier)
-
-
-@cache
-def _contains(specifier: str, version: Version) -> bool:
-    return SpecifierSet(specifier).contains(version, prereleases=True)
 
 
 def _rules_by_package(rules: Iterable[Rule]) -> dict[str, list[Rule]]:

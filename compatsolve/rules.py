@@ -11,14 +11,13 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from functools import cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from compatsolve.errors import KnowledgeError
 from compatsolve.records import record
-from compatsolve.versions import parse_version
+from compatsolve.versions import in_range, parse_version
 
 FactValue = str | int | float | bool
 Facts = Mapping[str, FactValue]
@@ -150,11 +149,6 @@ class FactComparison:
         return _truth(_OPS[self.op](value, other))
 
 
-@cache
-def _specifier_set(text: str) -> SpecifierSet:
-    return SpecifierSet(text)
-
-
 def _truth(value: bool) -> Truth:
     return Truth.TRUE if value else Truth.FALSE
 
@@ -191,7 +185,7 @@ class FactTest:
                 return Truth.UNKNOWN
             parts = [c.holds(version, facts) for c in self.comparisons]
             if self.specifier is not None:
-                parts.append(_truth(_specifier_set(self.specifier).contains(version, prereleases=True)))
+                parts.append(_truth(in_range(self.specifier, version)))
             return _all(parts)
         return _truth(any(_equal(value, expected) for expected in self.equals))
 

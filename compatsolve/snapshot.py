@@ -18,11 +18,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from packaging.version import InvalidVersion, Version
-
 from compatsolve.fileio import cache_key, prune_caches, replace_cache
 from compatsolve.names import canonicalize_name
 from compatsolve.requirement import parse_line, remember
+from compatsolve.versions import parse_version
 
 SCHEMA = "compatsolve.pypi-snapshot/1"
 SINCE = "2023-01-01"
@@ -185,7 +184,9 @@ class Snapshot:
         out = {}
         for project in sorted(self.names()):
             raw = self._unread(project)
-            versions = [_version(v) for v in (_versions(raw) if raw is not None else self._built[project])]
+            versions = [
+                parse_version(v) for v in (_versions(raw) if raw is not None else self._built[project])
+            ]
             final = [v for v in versions if v is not None and not v.is_prerelease]
             pool = final or [v for v in versions if v is not None]
             if pool:
@@ -292,17 +293,10 @@ def _newest_first(releases: Iterable[tuple[str, bool]]) -> list[str]:
     releases), newest first; equal versions spelt differently keep their order (stable sort)."""
     usable = []
     for text, yanked in releases:
-        version = _version(text)
+        version = parse_version(text)
         if version is not None and not yanked and not version.is_prerelease:
             usable.append((version, text))
     return [text for _, text in sorted(usable, key=lambda pair: pair[0], reverse=True)]
-
-
-def _version(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 def to_document(snapshot: Snapshot) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 _LEADING_VERSION = re.compile(r"\d+(?:\.\d+)*")
@@ -66,3 +67,15 @@ def variant_cuda(variant: str) -> str | None:
     """torch variant label -> CUDA release: `cu121` -> `12.1`, `cu118` -> `11.8`, `cpu` -> None."""
     match = re.fullmatch(r"cu(\d+)(\d)", variant)
     return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+@lru_cache(maxsize=65536)
+def in_range(specifier: str, version: Version) -> bool:
+    """Whether `version` lies in the PEP 440 range `specifier` ('>=2.1,<2.4'; '' is any),
+    pre-releases included: rules, pins and metadata ask about versions that exist."""
+    return _specifier_set(specifier).contains(version, prereleases=True)
+
+
+@lru_cache(maxsize=4096)
+def _specifier_set(text: str) -> SpecifierSet:
+    return SpecifierSet(text)
