@@ -594,15 +594,15 @@ def _merge_evidence(rules: list[Rule], extra: Mapping[str, Iterable[str]]) -> li
 
 
 def _fingerprint(root: Path) -> str:
-    """The cache key: the knowledge files' names, sizes and dates, and the code of the classes
-    pickled (a changed class must not be read from an old cache)."""
+    """The cache key: names, sizes and dates of the knowledge files and of the modules whose
+    classes are pickled (a changed class must not be read from an old cache)."""
     here = Path(__file__).parent
-    parts = [str(SCHEMA_VERSION).encode()]
-    parts += [(here / name).read_bytes() for name in ("knowledge.py", "rules.py", "records.py")]
-    for path in source_files(root):
+    code = [here / name for name in ("knowledge.py", "rules.py", "records.py")]
+    parts = [str(SCHEMA_VERSION)]
+    for path in [*code, *source_files(root)]:
         stat = path.stat()
-        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return cache_key(b"\0".join(parts))
+        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return cache_key("\0".join(parts).encode())
 
 
 def _cache_dir() -> Path:
