@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from compatsolve.families import family_findings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import Knowledge
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
@@ -58,7 +59,8 @@ def diagnose(
     error: str, facts: dict[str, Any], kb: Knowledge, extra: list[Finding] | None = None
 ) -> tuple[list[Finding], list[str]]:
     """Candidates for `error`, then (for `audit --error`) the other findings, marked as not
-    explaining it unless the message reports them (a pip conflict naming their packages)."""
+    explaining it unless the message reports them (a pip conflict naming their packages).
+    When nothing explains the message, the failure families it reads as (warnings)."""
     found, ruled_out = candidates(error, facts, kb)
     seen = {f.rule for f in found}
     for finding in extra or []:
@@ -69,6 +71,8 @@ def diagnose(
         # signature matches and whose facts hold
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
+    if not any(f.explains_error for f in found):
+        found.extend(family_findings(normalise(error), facts, kb))
     return order(found, error_given=True), ruled_out
 
 

@@ -225,6 +225,43 @@ def _compile_signatures(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...
 
 
 @record(kw_only=True)
+class Family:
+    """A failure family: the cues that mark a message as belonging to one kind of failure when no
+    rule knows the message. It names the kind and the generic way out, never a specific cause."""
+
+    id: str
+    kind: str
+    components: tuple[str, ...]  # implicated by the family's definition (shared/taxonomy.md)
+    strong: tuple[str, ...]  # one of these is enough
+    weak: tuple[str, ...]  # two of these are
+    unless: tuple[str, ...]  # the message's own tell of another cause (a circular import)
+    title: str
+    explanation: str
+    fix: str
+    evidence: tuple[str, ...]
+
+    @property
+    def compiled_strong(self) -> tuple[re.Pattern[str], ...]:
+        return _compile_signatures(self.strong)
+
+    @property
+    def compiled_weak(self) -> tuple[re.Pattern[str], ...]:
+        return _compile_signatures(self.weak)
+
+    @property
+    def compiled_unless(self) -> tuple[re.Pattern[str], ...]:
+        return _compile_signatures(self.unless)
+
+
+@record(kw_only=True)
+class Mention:
+    """How a component is spelled in free text (`flash attention` for flash-attn)."""
+
+    component: str
+    spellings: tuple[str, ...]
+
+
+@record(kw_only=True)
 class CorpusRecord:
     link: str
     root_cause: str
@@ -253,6 +290,8 @@ class Knowledge:
     rules: tuple[Rule, ...]
     corpus: tuple[CorpusRecord, ...]
     triage: tuple[TriageRecord, ...]
+    families: tuple[Family, ...] = ()
+    mentions: tuple[Mention, ...] = ()
     problems: tuple[str, ...] = ()  # non-fatal problems found while loading (for kb lint)
     _gpu_index: dict[str, GpuModel] = field(default_factory=dict, repr=False)
     _model_index: dict[str, ModelCard] = field(default_factory=dict, repr=False)
@@ -490,16 +529,46 @@ def parse_rule(t: Table, file: str) -> Rule:
     for stage in rule.stages:
         if stage not in STAGES:
             raise KnowledgeError(f"{t.where}.stages: unknown stage {stage!r}")
-    for i, pattern in enumerate(rule.signatures):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise KnowledgeError(f"{t.where}.signatures[{i}]: bad regex: {exc}") from None
+    _check_patterns(rule.signatures, f"{t.where}.signatures")
     if rule.when is None and not rule.signatures:
         raise KnowledgeError(f"{t.where}: a rule needs a `when` condition or signatures")
     if rule.symptom and not rule.signatures:
         raise KnowledgeError(f"{t.where}: a symptom rule needs signatures (it only explains errors)")
     return rule
+
+
+def parse_family(t: Table) -> Family:
+    family = Family(
+        id=t.req_text("id"),
+        kind=t.req_text("kind", choices=KINDS),
+        components=t.texts("components"),
+        strong=t.texts("strong", required=True),
+        weak=t.texts("weak"),
+        unless=t.texts("unless"),
+        title=t.req_text("title"),
+        explanation=t.req_text("explanation"),
+        fix=t.req_text("fix"),
+        evidence=_sources(t, "evidence"),
+    )
+    t.done()
+    for key, patterns in (("strong", family.strong), ("weak", family.weak), ("unless", family.unless)):
+        _check_patterns(patterns, f"{t.where}.{key}")
+    return family
+
+
+def parse_mention(t: Table) -> Mention:
+    mention = Mention(component=t.req_text("component"), spellings=t.texts("spellings", required=True))
+    t.done()
+    _check_patterns(mention.spellings, f"{t.where}.spellings")
+    return mention
+
+
+def _check_patterns(patterns: tuple[str, ...], where: str) -> None:
+    for i, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise KnowledgeError(f"{where}[{i}]: bad regex: {exc}") from None
 
 
 def _files(root: Path, pattern: str) -> list[Path]:
@@ -523,6 +592,7 @@ def parse_knowledge(root: Path) -> Knowledge:
     torch_file, torch_doc = top("torch.toml")
     ext_file, ext_doc = top("extensions.toml")
     model_file, model_doc = top("models.toml")
+    families_file, families_doc = top("families.toml")
 
     rules: list[Rule] = []
     extra_evidence: dict[str, list[str]] = {}
@@ -576,6 +646,12 @@ def parse_knowledge(root: Path) -> Knowledge:
         rules=tuple(rules),
         corpus=tuple(corpus),
         triage=tuple(triage),
+        families=tuple(
+            parse_family(t) for t in tables(families_doc.get("family"), f"{families_file}: family")
+        ),
+        mentions=tuple(
+            parse_mention(t) for t in tables(families_doc.get("mention"), f"{families_file}: mention")
+        ),
     )
 
 

@@ -1,0 +1,94 @@
+"""Failure families: when no rule knows an error message, say which kind of failure it reads as.
+
+Rules name causes; most messages users paste are new wordings of old failures ("freezes with 4
+GPUs", "Failed to build llama-cpp-python", "conflicting dependencies"). The families in
+`knowledge/families.toml` carry the cues of each kind of the taxonomy and its generic way out.
+A family finding is a triage hint, never an established cause: it is only offered when no rule
+explains the message, it is a warning, and it ranks below any rule.
+
+The components it names are those its kind implicates by definition plus the ones the message
+mentions (package names, GPU and model names, `driver`, `glibc`, ...), found with the spellings
+in the same file, the rules' component names and the GPU and model catalogs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from compatsolve.findings import Finding
+from compatsolve.knowledge import SPECIAL_COMPONENTS, Family, Knowledge
+
+STRONG, WEAK, THRESHOLD = 2, 1, 2  # one strong cue, or two weak ones
+MAX_FAMILIES = 2
+SCORE = 0.05  # rank: below every rule-based finding (the lowest is a general rule's 0.25)
+HINT = " (family match: no rule in the knowledge base names this message)"
+
+_vocabularies: dict[int, tuple[Knowledge, tuple[tuple[str, re.Pattern[str]], ...]]] = {}
+
+
+def family_findings(text: str, facts: Mapping[str, Any], kb: Knowledge) -> list[Finding]:
+    """Up to MAX_FAMILIES findings for the families whose cues `text` carries, best first."""
+    scored: list[tuple[int, int, Family, bool]] = []
+    for index, family in enumerate(kb.families):
+        if any(p.search(text) for p in family.compiled_unless):
+            continue
+        strong = sum(1 for p in family.compiled_strong if p.search(text))
+        weak = sum(1 for p in family.compiled_weak if p.search(text))
+        points = STRONG * strong + WEAK * weak
+        if points >= THRESHOLD:
+            scored.append((points, index, family, strong > 0))
+    if not scored:
+        return []
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    named = mentioned_components(text, kb)
+    engine = facts.get("run.engine")
+    findings = []
+    for points, _, family, has_strong in scored[:MAX_FAMILIES]:
+        components = tuple(dict.fromkeys((*family.components, *named)))
+        if not components and isinstance(engine, str):
+            components = (engine,)
+        findings.append(
+            Finding(
+                rule=family.id,
+                kind=family.kind,
+                severity="warning",
+                components=components,
+                title=family.title + HINT,
+                explanation=family.explanation,
+                fix=family.fix,
+                evidence=family.evidence,
+                # a family says what kind of failure this is, not which fact caused it
+                confidence=0.35 if has_strong else 0.2,
+                explains_error=True,
+                score=SCORE + 0.01 * min(points, 4),
+            )
+        )
+    return findings
+
+
+def mentioned_components(text: str, kb: Knowledge) -> tuple[str, ...]:
+    """Components the text names, in the order of the vocabulary."""
+    return tuple(dict.fromkeys(c for c, pattern in _vocabulary(kb) if pattern.search(text)))
+
+
+def _vocabulary(kb: Knowledge) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    held = _vocabularies.get(id(kb))
+    if held is not None and held[0] is kb:
+        return held[1]
+    spellings: dict[str, list[str]] = {}
+    for mention in kb.mentions:
+        spellings.setdefault(mention.component, []).extend(mention.spellings)
+    packages = sorted({c for r in kb.rules for c in r.components} - SPECIAL_COMPONENTS)
+    for name in packages:
+        spellings.setdefault(name, []).append("[-_. ]?".join(re.escape(p) for p in name.split("-")))
+    spellings.setdefault("gpu", []).extend(re.escape(a) for g in kb.gpus for a in g.aliases)
+    spellings.setdefault("model", []).extend(re.escape(m.series) for m in kb.models if m.series)
+    vocabulary = tuple(
+        (component, re.compile(r"(?<![\w-])(?:" + "|".join(dict.fromkeys(found)) + r")(?![\w-])", re.I))
+        for component, found in spellings.items()
+    )
+    _vocabularies.clear()
+    _vocabularies[id(kb)] = (kb, vocabulary)
+    return vocabulary
