@@ -107,7 +107,9 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
         else:  # the facts' own problems only where the message names them
             conflicts = [f for f in judged.findings if diagnosing.reports_conflict(error, f)]
             extra = auditing.unresolved_findings(env) + conflicts
-        findings, ruled_out = diagnosing.diagnose(error, judged.facts, kb, extra=extra)
+        findings, ruled_out = diagnosing.diagnose(
+            error, judged.facts, kb, extra=extra, environment=judged.findings
+        )
     view.render(
         args.format,
         judged.facts,

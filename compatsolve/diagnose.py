@@ -18,6 +18,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 BASE, SPECIFICITY, CONFIRMED = 0.5, 0.2, 0.3
 GENERAL = 0.25  # below any specific rule matching the same text, whatever their match lengths
+AGREEING = 0.2  # an environment problem of the kind the message reads as: above its family
 
 
 def normalise(text: str) -> str:
@@ -56,11 +57,18 @@ def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
 
 
 def diagnose(
-    error: str, facts: dict[str, Any], kb: Knowledge, extra: list[Finding] | None = None
+    error: str,
+    facts: dict[str, Any],
+    kb: Knowledge,
+    extra: list[Finding] | None = None,
+    environment: list[Finding] | None = None,
 ) -> tuple[list[Finding], list[str]]:
-    """Candidates for `error`, then (for `audit --error`) the other findings, marked as not
-    explaining it unless the message reports them (a pip conflict naming their packages).
-    When nothing explains the message, the failure families it reads as (warnings)."""
+    """Candidates for `error`, then `extra` (for `audit --error`, every audit finding), marked
+    as not explaining it unless the message reports them (a pip conflict naming their packages).
+
+    When nothing explains the message: the failure families it reads as (warnings), and before
+    them any problem the facts establish in the `environment` (default: `extra`) of a kind the
+    message reads as — the message and the facts then point at the same kind of failure."""
     found, ruled_out = candidates(error, facts, kb)
     seen = {f.rule for f in found}
     for finding in extra or []:
@@ -72,7 +80,15 @@ def diagnose(
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
     if not any(f.explains_error for f in found):
-        found.extend(family_findings(normalise(error), facts, kb))
+        families = family_findings(normalise(error), facts, kb)
+        kinds = {f.kind for f in families}
+        agreeing = {
+            f.rule: replace(f, explains_error=True, score=AGREEING)
+            for f in (extra or [] if environment is None else environment)
+            # an unresolved input is not a problem of the environment
+            if f.kind in kinds and f.severity != "info" and f.rule != "unresolved-fact"
+        }
+        found = [f for f in found if f.rule not in agreeing] + list(agreeing.values()) + families
     return order(found, error_given=True), ruled_out
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from compatsolve.findings import Finding
 from compatsolve.knowledge import SPECIAL_COMPONENTS, Family, Knowledge
+from compatsolve.names import canonicalize_name
 
 STRONG, WEAK, THRESHOLD = 2, 1, 2  # one strong cue, or two weak ones
 MAX_FAMILIES = 2
@@ -42,13 +43,13 @@ def family_findings(text: str, facts: Mapping[str, Any], kb: Knowledge) -> list[
     if not scored:
         return []
     scored.sort(key=lambda s: (-s[0], s[1]))
-    named = mentioned_components(text, kb)
+    named = mentioned_components(text, kb, facts)
     engine = facts.get("run.engine")
+    # the tool that failed is implicated whatever the family
+    ran = (canonicalize_name(engine),) if isinstance(engine, str) else ()
     findings = []
     for points, _, family, has_strong in scored[:MAX_FAMILIES]:
-        components = tuple(dict.fromkeys((*family.components, *named)))
-        if not components and isinstance(engine, str):
-            components = (engine,)
+        components = tuple(dict.fromkeys((*family.components, *named, *ran)))
         findings.append(
             Finding(
                 rule=family.id,
@@ -68,9 +69,24 @@ def family_findings(text: str, facts: Mapping[str, Any], kb: Knowledge) -> list[
     return findings
 
 
-def mentioned_components(text: str, kb: Knowledge) -> tuple[str, ...]:
-    """Components the text names, in the order of the vocabulary."""
-    return tuple(dict.fromkeys(c for c, pattern in _vocabulary(kb) if pattern.search(text)))
+def mentioned_components(text: str, kb: Knowledge, facts: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Components the text names, in the order of the vocabulary, then the declared packages
+    (`pkg.<name>` facts) it names."""
+    named = [c for c, pattern in _vocabulary(kb) if pattern.search(text)]
+    for fact in facts or {}:
+        if fact.startswith("pkg.") and fact[4:] not in named and _bounded(_spelling(fact[4:])).search(text):
+            named.append(fact[4:])
+    return tuple(dict.fromkeys(named))
+
+
+def _spelling(name: str) -> str:
+    """A normalized project name as people write it: `llama-cpp-python`, `llama_cpp_python`, ..."""
+    return "[-_. ]?".join(re.escape(p) for p in name.split("-"))
+
+
+def _bounded(*spellings: str) -> re.Pattern[str]:
+    """Any of the spellings, as a whole word (not part of a longer name)."""
+    return re.compile(r"(?<![\w-])(?:" + "|".join(dict.fromkeys(spellings)) + r")(?![\w-])", re.I)
 
 
 def _vocabulary(kb: Knowledge) -> tuple[tuple[str, re.Pattern[str]], ...]:
@@ -82,13 +98,10 @@ def _vocabulary(kb: Knowledge) -> tuple[tuple[str, re.Pattern[str]], ...]:
         spellings.setdefault(mention.component, []).extend(mention.spellings)
     packages = sorted({c for r in kb.rules for c in r.components} - SPECIAL_COMPONENTS)
     for name in packages:
-        spellings.setdefault(name, []).append("[-_. ]?".join(re.escape(p) for p in name.split("-")))
+        spellings.setdefault(name, []).append(_spelling(name))
     spellings.setdefault("gpu", []).extend(re.escape(a) for g in kb.gpus for a in g.aliases)
     spellings.setdefault("model", []).extend(re.escape(m.series) for m in kb.models if m.series)
-    vocabulary = tuple(
-        (component, re.compile(r"(?<![\w-])(?:" + "|".join(dict.fromkeys(found)) + r")(?![\w-])", re.I))
-        for component, found in spellings.items()
-    )
+    vocabulary = tuple((component, _bounded(*found)) for component, found in spellings.items())
     _vocabularies.clear()
     _vocabularies[id(kb)] = (kb, vocabulary)
     return vocabulary

@@ -72,6 +72,15 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
                     f"{rule.file}: rule {rule.id}: component {component!r} is not a "
                     "normalized PyPI name or a taxonomy component"
                 )
+    problems += _duplicates("family id", [(f.id, "knowledge/families.toml") for f in kb.families])
+    for family in kb.families:
+        for url in family.evidence:
+            why = bad_url(url)
+            if why:
+                problems.append(f"knowledge/families.toml: family {family.id}: evidence {url!r}: {why}")
+    for component in {c for f in kb.families for c in f.components} | {m.component for m in kb.mentions}:
+        if component not in SPECIAL_COMPONENTS and not TAXONOMY_COMPONENTS_RE.match(component):
+            problems.append(f"knowledge/families.toml: component {component!r} is not a normalized name")
     for where, sources in _all_sources(kb):
         for url in sources:
             why = bad_url(url)
