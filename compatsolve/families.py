@@ -20,6 +20,7 @@ from typing import Any
 from compatsolve.findings import Finding
 from compatsolve.knowledge import SPECIAL_COMPONENTS, Family, Knowledge
 from compatsolve.names import canonicalize_name
+from compatsolve.rules import Truth
 
 STRONG, WEAK, THRESHOLD = 2, 1, 2  # one strong cue, or two weak ones
 MAX_FAMILIES = 2
@@ -29,7 +30,7 @@ HINT = " (family match: no rule in the knowledge base names this message)"
 _vocabularies: dict[int, tuple[Knowledge, tuple[tuple[str, re.Pattern[str]], ...]]] = {}
 
 
-def family_findings(text: str, facts: Mapping[str, Any], kb: Knowledge) -> list[Finding]:
+def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Finding]:
     """Up to MAX_FAMILIES findings for the families whose cues `text` carries, best first."""
     scored: list[tuple[int, int, Family, bool]] = []
     for index, family in enumerate(kb.families):
@@ -38,6 +39,8 @@ def family_findings(text: str, facts: Mapping[str, Any], kb: Knowledge) -> list[
         strong = sum(1 for p in family.compiled_strong if p.search(text))
         weak = sum(1 for p in family.compiled_weak if p.search(text))
         points = STRONG * strong + WEAK * weak
+        if points:
+            points += sum(n for n, when in family.boosts if when.evaluate(facts) is Truth.TRUE)
         if points >= THRESHOLD:
             scored.append((points, index, family, strong > 0))
     if not scored:

@@ -235,6 +235,9 @@ class Family:
     strong: tuple[str, ...]  # one of these is enough
     weak: tuple[str, ...]  # two of these are
     unless: tuple[str, ...]  # the message's own tell of another cause (a circular import)
+    # facts that make the kind likelier (a CPU-only torch, several GPUs): points added to a
+    # message that carries at least one cue of the family, never a finding from facts alone
+    boosts: tuple[tuple[int, Condition], ...]
     title: str
     explanation: str
     fix: str
@@ -545,6 +548,7 @@ def parse_family(t: Table) -> Family:
         strong=t.texts("strong", required=True),
         weak=t.texts("weak"),
         unless=t.texts("unless"),
+        boosts=tuple(_boost(b) for b in tables(t.any("boost"), f"{t.where}.boost")),
         title=t.req_text("title"),
         explanation=t.req_text("explanation"),
         fix=t.req_text("fix"),
@@ -554,6 +558,16 @@ def parse_family(t: Table) -> Family:
     for key, patterns in (("strong", family.strong), ("weak", family.weak), ("unless", family.unless)):
         _check_patterns(patterns, f"{t.where}.{key}")
     return family
+
+
+def _boost(t: Table) -> tuple[int, Condition]:
+    points = t.integer("points", required=True)
+    assert points is not None
+    if not 1 <= points <= 2:
+        raise KnowledgeError(f"{t.where}.points: expected 1 (a weak cue) or 2 (a strong one)")
+    when = parse_condition(t.any("when"), f"{t.where}.when")
+    t.done()
+    return points, when
 
 
 def parse_mention(t: Table) -> Mention:

@@ -139,3 +139,27 @@ def test_cue_counts_are_balanced_enough_to_read() -> None:
     counts = Counter({f.id: len(f.strong) for f in load().families})
     assert min(counts.values()) >= 3
     assert max(counts.values()) <= 4 * sum(counts.values()) / len(counts)
+
+
+def test_facts_sharpen_a_family_but_never_raise_one_alone() -> None:
+    kb = load()
+    weak_only = "the run hangs after a while"  # one weak cue of multi-gpu-communication
+    assert not family_findings(weak_only, {}, kb)
+    sharpened = family_findings(weak_only, {"gpu.count": 4}, kb)
+    assert sharpened and sharpened[0].rule == "family-multi-gpu-communication"
+    assert not family_findings("the loss curve looks odd", {"gpu.count": 4, "torch.variant": "cpu"}, kb)
+
+
+def test_boosts_are_valid_conditions_on_known_facts() -> None:
+    from compatsolve.rules import is_known_fact
+
+    for family in load().families:
+        for points, when in family.boosts:
+            assert points in (1, 2)
+            assert all(is_known_fact(name) for name in when.facts()), family.id
+
+
+def test_tools_and_host_memory_are_named() -> None:
+    kb = load()
+    assert {"lm-studio", "llama-cpp"} <= set(mentioned_components("LM Studio: llama.cpp runtime error", kb))
+    assert "os" in mentioned_components("Loading checkpoint shards: 52% Killed", kb)
