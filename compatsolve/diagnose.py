@@ -10,6 +10,7 @@ from compatsolve.families import family_findings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import Knowledge
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
+from compatsolve.prefilter import may_match
 from compatsolve.records import replace
 from compatsolve.rules import Truth
 
@@ -29,12 +30,13 @@ def normalise(text: str) -> str:
 def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[Finding], list[str]]:
     """Rules whose signature matches `error`, scored; and the ids of those the facts rule out."""
     text = normalise(error)
+    folded = text.casefold()
     found: list[Finding] = []
     ruled_out: list[str] = []
     for rule in kb.rules:
         best = 0
         for pattern in rule.compiled_signatures:
-            match = pattern.search(text)
+            match = pattern.search(text) if may_match(pattern, folded) else None
             if match:
                 best = max(best, len(match.group(0)))
         if not best:

@@ -20,11 +20,15 @@ from typing import Any
 from compatsolve.findings import Finding
 from compatsolve.knowledge import SPECIAL_COMPONENTS, Family, Knowledge
 from compatsolve.names import canonicalize_name
+from compatsolve.prefilter import may_match
 from compatsolve.rules import Truth
 
 STRONG, WEAK, THRESHOLD = 2, 1, 2  # one strong cue, or two weak ones
 MAX_FAMILIES = 2
 SCORE = 0.05  # rank: below every rule-based finding (the lowest is a general rule's 0.25)
+# Only the end of a long log: the failure is there, and configuration dumps and progress lines
+# before it are full of words ("distributed", "memory", "version") that are cues out of context.
+TAIL = 20_000
 HINT = " (family match: no rule in the knowledge base names this message)"
 
 _vocabularies: dict[int, tuple[Knowledge, tuple[tuple[str, re.Pattern[str]], ...]]] = {}
@@ -32,12 +36,18 @@ _vocabularies: dict[int, tuple[Knowledge, tuple[tuple[str, re.Pattern[str]], ...
 
 def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Finding]:
     """Up to MAX_FAMILIES findings for the families whose cues `text` carries, best first."""
+    text = text[-TAIL:]
+    folded = text.casefold()
+
+    def found(pattern: re.Pattern[str]) -> bool:
+        return may_match(pattern, folded) and pattern.search(text) is not None
+
     scored: list[tuple[int, int, Family, bool]] = []
     for index, family in enumerate(kb.families):
-        if any(p.search(text) for p in family.compiled_unless):
+        if any(found(p) for p in family.compiled_unless):
             continue
-        strong = sum(1 for p in family.compiled_strong if p.search(text))
-        weak = sum(1 for p in family.compiled_weak if p.search(text))
+        strong = sum(1 for p in family.compiled_strong if found(p))
+        weak = sum(1 for p in family.compiled_weak if found(p))
         points = STRONG * strong + WEAK * weak
         if points:
             points += sum(n for n, when in family.boosts if when.evaluate(facts) is Truth.TRUE)
