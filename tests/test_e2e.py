@@ -6,7 +6,7 @@ Two suites:
 - tests/e2e/cases.toml, the development suite. Its sources are outside the study corpus, but the
   rule miners also read the stack's trackers, so some of its threads are cited as rule evidence
   too (in-sample); the figures are printed for both parts.
-- tests/e2e/heldout.toml ... heldout15.toml, the held-out suites, each collected
+- tests/e2e/heldout.toml ... heldout18.toml, the held-out suites, each collected
   by someone who did not read the rules, from threads that no file of knowledge/ or tests/ cited.
   A test keeps it that way: a rule may not cite a held-out source. Measured once at collection,
   before any rule was written after seeing them: heldout 7/14 detected and ranked first, 0/5
@@ -24,6 +24,10 @@ Two suites:
   (false alarms 0/5, 2/5, 1/5 with and without). heldout13-15 were collected after that and
   scored with the revised families, which were never shown them: rules alone 3/19, 9/19
   (8 first), 7/19; with families 3/19, 12/19 (11 first), 15/19 (14 first); false alarms 0/15.
+  heldout16-18 were collected while a second revision (facts that sharpen a family, tool names,
+  a literal prefilter) was written and scored with it before anyone looked at them: rules alone
+  7/19, 6/19, 8/19; with the first revision 9/19, 10/19, 11/19; with the second 10/19, 11/19,
+  11/19, all ranked first; false alarms 1/15 with each.
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -71,6 +75,9 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout13": (0.15, 0.15),
     "heldout14": (0.60, 0.55),
     "heldout15": (0.75, 0.70),
+    "heldout16": (0.50, 0.50),
+    "heldout17": (0.55, 0.55),
+    "heldout18": (0.55, 0.55),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -79,7 +86,10 @@ FLOORS = {  # suite: (detection, ranked first)
 # heldout12: "Torch not compiled with CUDA enabled" on Apple Silicon; the first finding is
 # cuda-requested-on-macos (CUDA code path on macOS: the code's fault, as the thread found), but
 # the general rule torch-build-without-cuda-used-for-cuda, an error, also claims it.
-ACCEPTED_FALSE_ALARMS = {"heldout11": 2, "heldout12": 1}
+# heldout16: an image model's GGUF (sd3) loaded into LM Studio: "unknown model architecture: 'sd3'"
+# is what ollama-too-old-for-model-architecture (an error) names; the cause was the wrong kind of
+# model, not an old runtime.
+ACCEPTED_FALSE_ALARMS = {"heldout11": 2, "heldout12": 1, "heldout16": 1}
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
     name: tomllib.loads((E2E / f"{name}.toml").read_text())["case"] for name in FLOORS
