@@ -163,3 +163,14 @@ def test_tools_and_host_memory_are_named() -> None:
     kb = load()
     assert {"lm-studio", "llama-cpp"} <= set(mentioned_components("LM Studio: llama.cpp runtime error", kb))
     assert "os" in mentioned_components("Loading checkpoint shards: 52% Killed", kb)
+
+
+@pytest.mark.parametrize("family", [f.id for f in load().families])
+def test_each_family_rarely_claims_other_kinds_of_real_messages(family: str) -> None:
+    """Per family, how often it is offered first for a real message of another kind
+    (measured 2026-11-27: 0.2 % to 4.6 %)."""
+    kb = load()
+    kind = next(f.kind for f in kb.families if f.id == family)
+    others = [text for k, text in MESSAGES if k != kind]
+    claimed = [t for t in others if (found := family_findings(t, {}, kb)) and found[0].rule == family]
+    assert len(claimed) <= 0.06 * len(others), claimed[:5]
