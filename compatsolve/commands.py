@@ -137,7 +137,7 @@ def plan(args: argparse.Namespace) -> int:
         raise InputError(f"--format {args.format} needs -o FILE")
     kb = load()
     envs = build_environments(_request(args, strict_model=True), kb)
-    card = kb.model(args.model)
+    card = envs[0].model_card or kb.model(args.model)
     assert card is not None  # build_environments already rejected unknown models
     snapshot = load_snapshot()
     if snapshot is None:

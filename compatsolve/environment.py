@@ -110,6 +110,8 @@ class Environment:
     torch: TorchBuild | None = None
     env_vars: Mapping[str, str] | None = None
     run: RunSettings = field(default_factory=RunSettings)
+    # a model outside the catalog, read from its files (sources/hfmodel.py); a ModelCard
+    model_card: Any = None
     notices: tuple[Notice, ...] = ()
     origins: Mapping[str, str] = field(default_factory=dict)  # field name -> source label
 
@@ -203,8 +205,8 @@ class Environment:
         _put(out, "run.tp", run.tp)
         _put(out, "run.pp", run.pp)
         _put(out, "run.context", run.context)
-        if run.model and catalog is not None:
-            card = catalog.model(run.model)
+        if run.model:
+            card = self.model_card or (catalog.model(run.model) if catalog is not None else None)
             if card is not None:
                 out.update(model_facts(card))
         return out

@@ -97,8 +97,8 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
         shared += [declared.parse_lock_file(p) for p in request.locks]
         if request.with_packages:
             shared.append(declared.parse_with(list(request.with_packages), lenient=request.lenient))
-    run_layer = Environment(run=_resolve_model(request, kb))
-    if request.run.model and run_layer.run.model is None:
+    run_layer = _run_layer(request, kb)
+    if request.run.model and run_layer.run.model is None and not run_layer.notices:
         run_layer = replace(
             run_layer,
             notices=(
@@ -134,18 +134,38 @@ def _other_interpreter(python: Path) -> Environment:
     )
 
 
-def _resolve_model(request: EnvironmentRequest, kb: Knowledge) -> RunSettings:
+def _run_layer(request: EnvironmentRequest, kb: Knowledge) -> Environment:
+    """The workload settings, with `--model` resolved: a catalog entry, else the model's own
+    files on this machine (a directory, or a repo id in the Hugging Face cache)."""
     run = request.run
     if not run.model:
-        return run
+        return Environment(run=run)
     card = kb.model(run.model)
-    if card is None:
+    if card is not None:
+        return Environment(run=replace(run, model=card.id))
+    from compatsolve.sources.hfmodel import local_model_card
+
+    try:
+        local = local_model_card(run.model, kb)
+    except InputError as exc:
         if not request.lenient:
-            close = kb.model_suggestions(run.model)
-            hint = f"; did you mean: {', '.join(close)}?" if close else " (see docs/knowledge.md)"
-            raise InputError(f"--model: unknown model {run.model!r}{hint}")
-        return replace(run, model=None)
-    return replace(run, model=card.id)
+            raise
+        notice = Notice(source="--model", severity="warning", message=f"{exc}: model checks are skipped")
+        return Environment(run=replace(run, model=None), notices=(notice,))
+    if local is not None:
+        return Environment(
+            run=replace(run, model=local.id),
+            model_card=local,
+            origins={"model_card": local.notes or "the model's files"},
+        )
+    if not request.lenient:
+        close = kb.model_suggestions(run.model)
+        hint = f"; did you mean: {', '.join(close)}?" if close else " (see docs/knowledge.md)"
+        raise InputError(
+            f"--model: unknown model {run.model!r}: not in the catalog, not a model directory and "
+            f"not in the Hugging Face cache{hint}"
+        )
+    return Environment(run=replace(run, model=None))
 
 
 def finish(env: Environment, kb: Knowledge) -> Environment:
