@@ -14,7 +14,9 @@ from compatsolve.knowledge import Knowledge, load
 from compatsolve.sources.assemble import EnvironmentRequest, build_environments
 
 
-def _request(args: argparse.Namespace, *, strict_model: bool) -> EnvironmentRequest:
+def _request(
+    args: argparse.Namespace, *, strict_model: bool, error_text: str | None = None
+) -> EnvironmentRequest:
     quantization = getattr(args, "quantization", None)
     run = RunSettings(
         model=getattr(args, "model", None),
@@ -38,11 +40,14 @@ def _request(args: argparse.Namespace, *, strict_model: bool) -> EnvironmentRequ
         site_packages=tuple(args.site_packages),
         run=run,
         lenient=not strict_model,
+        error_text=error_text,
     )
 
 
-def _one_environment(args: argparse.Namespace, kb: Knowledge, *, strict_model: bool) -> Environment:
-    envs = build_environments(_request(args, strict_model=strict_model), kb)
+def _one_environment(
+    args: argparse.Namespace, kb: Knowledge, *, strict_model: bool, error_text: str | None = None
+) -> Environment:
+    envs = build_environments(_request(args, strict_model=strict_model, error_text=error_text), kb)
     if len(envs) != 1:
         raise InputError(f"{args.command} judges one machine; got {len(envs)} (--target/--from)")
     return envs[0]
@@ -98,7 +103,7 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
     if not full_audit and error is None:
         raise InputError("diagnose needs --error TEXT or --log FILE")
     kb = load()
-    env = _one_environment(args, kb, strict_model=False)
+    env = _one_environment(args, kb, strict_model=False, error_text=error)
     judged = auditing.audit(env, kb)
     findings, ruled_out = judged.findings, list[str]()
     if error is not None:

@@ -242,3 +242,32 @@ def test_pip_conflict_naming_other_packages_is_not_claimed() -> None:
     other = "fastai 2.7.11 requires pandas<2, but you have pandas 2.2.0 which is incompatible."
     findings = _findings("audit", "--error", other, *CONFLICTING)
     assert not [f for f in findings if f["rule"] == "requires-dist" and f["explains_error"]]
+
+
+# A traceback's own paths (the form every Python traceback of an installed package has).
+TRACEBACK = """Traceback (most recent call last):
+  File "/opt/conda/lib/python3.10/site-packages/flash_attn/__init__.py", line 3, in <module>
+    from flash_attn.flash_attn_interface import flash_attn_func
+ImportError: /opt/conda/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: \
+undefined symbol: _ZN3c104cuda9SetDeviceEi
+"""
+
+
+def test_diagnose_reads_the_facts_a_log_states(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_text(TRACEBACK)
+    doc = json.loads(cli("diagnose", "--log", str(log), "--target", "A100", "--format", "json").stdout)
+    assert doc["environment"]["python.version"] == "3.10"
+    # explicit facts win over what the log states
+    doc = json.loads(
+        cli("diagnose", "--log", str(log), "--target", "A100,python=3.11", "--format", "json").stdout
+    )
+    assert doc["environment"]["python.version"] == "3.11"
+
+
+def test_paths_of_two_interpreters_state_no_python_version() -> None:
+    from compatsolve.sources.report import parse_report
+
+    two = TRACEBACK + '  File "/usr/lib/python3.12/site-packages/x.py", line 1\n'
+    assert parse_report(TRACEBACK, "t").python_version == "3.10"
+    assert parse_report(two, "t").python_version is None

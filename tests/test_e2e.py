@@ -124,6 +124,7 @@ def judge(case: dict[str, Any]) -> list[Any]:
         with_packages=tuple(case.get("packages", ())),
         run=run,
         lenient=True,
+        error_text=case["error"],
         # a described case has no live machine: an empty report stands in for "no probe"
         reports=() if case.get("target") else ("/dev/null",),
     )

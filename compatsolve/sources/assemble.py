@@ -31,6 +31,9 @@ class EnvironmentRequest:
     site_packages: tuple[str, ...] = ()
     run: RunSettings = field(default_factory=RunSettings)
     lenient: bool = False  # audit/diagnose: unresolvable facts become warnings, not errors
+    # the error message or log being diagnosed: the facts it states (a traceback's paths, an
+    # nvidia-smi table or pip list pasted with it) are the lowest layer, below every source
+    error_text: str | None = None
 
     @property
     def machine_given(self) -> bool:
@@ -62,6 +65,11 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
 
         machines += [target.parse_target(spec, kb, lenient=request.lenient) for spec in request.targets]
     shared: list[Environment] = []
+    if request.error_text:
+        from compatsolve.sources import report as reported
+
+        stated = reported.parse_report(request.error_text, "the error text", kb)
+        shared.append(replace(stated, notices=()))  # a log is not a report: no layout notices
     if not request.machine_given:
         from compatsolve.sources.probe import probe_machine
 

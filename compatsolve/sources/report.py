@@ -312,7 +312,21 @@ def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
                 c.package(two.group(1), two.group(2), "conda list")
             elif table == "pip list" or (two.group(3) is None):
                 c.package(two.group(1), two.group(2), table or "plain line")
+    _python_from_paths(text, c)
     return _to_environment(c, origin, catalog)
+
+
+_SITE_PATH = re.compile(r"python(3\.\d{1,2})[/\\](?:site|dist)-packages", re.IGNORECASE)
+_EXTENSION = re.compile(r"\.cpython-3(\d{1,2})-")
+
+
+def _python_from_paths(text: str, c: _Collected) -> None:
+    """A traceback's own paths name the interpreter: `.../python3.10/site-packages/...` and
+    extension files `*.cpython-310-x86_64-linux-gnu.so`. Only when they all name one version."""
+    found = {m.group(1) for m in _SITE_PATH.finditer(text)}
+    found |= {f"3.{m.group(1)}" for m in _EXTENSION.finditer(text)}
+    if len(found) == 1:
+        c.put("python_version", found.pop(), "traceback paths")
 
 
 def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
