@@ -84,13 +84,15 @@ def diagnose(
     if not any(f.explains_error for f in found):
         families = family_findings(normalise(error), facts, kb)
         kinds = {f.kind for f in families}
-        agreeing = {
-            f.rule: replace(f, explains_error=True, score=AGREEING)
+        agreeing = [
+            replace(f, explains_error=True, score=AGREEING)
             for f in (extra or [] if environment is None else environment)
             # an unresolved input is not a problem of the environment
             if f.kind in kinds and f.severity != "info" and f.rule != "unresolved-fact"
-        }
-        found = [f for f in found if f.rule not in agreeing] + list(agreeing.values()) + families
+        ]
+        # (rule, title): one check such as requires-dist reports several conflicts
+        promoted = {(f.rule, f.title) for f in agreeing}
+        found = [f for f in found if (f.rule, f.title) not in promoted] + agreeing + families
     return order(found, error_given=True), ruled_out
 
 

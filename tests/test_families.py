@@ -18,6 +18,7 @@ from compatsolve.families import MAX_FAMILIES, family_findings, mentioned_compon
 from compatsolve.findings import Finding
 from compatsolve.kb import load_cases
 from compatsolve.knowledge import KINDS, load
+from compatsolve.records import replace
 
 CASES_DIR = Path(__file__).parent / "rule_cases"
 
@@ -174,3 +175,14 @@ def test_each_family_rarely_claims_other_kinds_of_real_messages(family: str) -> 
     others = [text for k, text in MESSAGES if k != kind]
     claimed = [t for t in others if (found := family_findings(t, {}, kb)) and found[0].rule == family]
     assert len(claimed) <= 0.06 * len(others), claimed[:5]
+
+
+def test_every_agreeing_conflict_is_kept() -> None:
+    """requires-dist reports one finding per conflict under one check name."""
+    first = _environment_finding("package-pin-conflict", rule="requires-dist")
+    second = replace(first, title="another conflict")
+    found, _ = diagnosing.diagnose(
+        "pip says: incompatible versions everywhere", {}, load(), extra=[first, second]
+    )
+    promoted = [f for f in found if f.rule == "requires-dist"]
+    assert len(promoted) == 2 and all(f.explains_error for f in promoted)
