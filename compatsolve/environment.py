@@ -9,11 +9,14 @@ docs/knowledge.md that rule conditions are written in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compatsolve.names import canonicalize_name
 from compatsolve.records import field, fields, record, replace
 from compatsolve.versions import major_minor, parse_version, public_version
+
+if TYPE_CHECKING:  # knowledge imports are kept out of the probe's start-up
+    from compatsolve.knowledge import ModelCard
 
 SNAPSHOT_SCHEMA = "compatsolve.environment/1"
 
@@ -110,8 +113,8 @@ class Environment:
     torch: TorchBuild | None = None
     env_vars: Mapping[str, str] | None = None
     run: RunSettings = field(default_factory=RunSettings)
-    # a model outside the catalog, read from its files (sources/hfmodel.py); a ModelCard
-    model_card: Any = None
+    # a model outside the catalog, read from its files (sources/hfmodel.py)
+    model_card: ModelCard | None = None
     notices: tuple[Notice, ...] = ()
     origins: Mapping[str, str] = field(default_factory=dict)  # field name -> source label
 
