@@ -20,31 +20,51 @@ MIN_LITERAL = 3
 
 
 @cache
-def required_literal(pattern: str) -> str | None:
-    """The longest run of ASCII characters that every match of `pattern` contains, case-folded;
-    None when there is none of at least MIN_LITERAL characters (or the pattern is not parsed)."""
+def required_literals(pattern: str) -> tuple[str, ...] | None:
+    """Runs of ASCII characters, case-folded, at least one of which every match of `pattern`
+    contains (a plain run, or one per alternative of a group the pattern cannot skip); None when
+    no such set has runs of at least MIN_LITERAL characters (or the pattern is not parsed)."""
     try:
         parsed = _sre_parse.parse(pattern, re.IGNORECASE)
     except Exception:  # any parser trouble means "no prefilter", never an error
         return None
-    best = ""
+    found = _required(list(getattr(parsed, "data", parsed)))
+    return tuple(dict.fromkeys(r.casefold() for r in found)) if found else None
+
+
+def required_literal(pattern: str) -> str | None:
+    """The one run every match contains, when the set is a single run."""
+    found = required_literals(pattern)
+    return found[0] if found and len(found) == 1 else None
+
+
+def _required(items: list[tuple[Any, Any]]) -> tuple[str, ...] | None:
+    """The most selective "one of these runs" set a sequence of parsed items implies."""
+    options: list[tuple[str, ...]] = []
     run: list[str] = []
-    for op, value in _items(parsed):
-        if str(op) == "LITERAL" and value < 128:
+    for op, value in items:
+        name = str(op)
+        if name == "LITERAL" and value < 128:
             run.append(chr(value))
             continue
-        best = max(best, "".join(run), key=len)
+        options.append(("".join(run),))
         run = []
-    best = max(best, "".join(run), key=len)
-    return best.casefold() if len(best) >= MIN_LITERAL else None
-
-
-def _items(parsed: Any) -> list[tuple[Any, Any]]:
-    """The top-level sequence of the parsed pattern (a top-level alternation is one item)."""
-    return list(getattr(parsed, "data", parsed))
+        if name == "SUBPATTERN":  # a group the sequence cannot skip
+            inner = _required(list(getattr(value[-1], "data", value[-1])))
+            if inner:
+                options.append(inner)
+        elif name == "BRANCH":  # one of the alternatives: the union of their sets
+            alternatives = [_required(list(getattr(b, "data", b))) for b in value[1]]
+            if all(alternatives):
+                options.append(tuple(r for alt in alternatives if alt for r in alt))
+    options.append(("".join(run),))
+    valid = [o for o in options if o and all(len(r) >= MIN_LITERAL for r in o)]
+    if not valid:
+        return None
+    return max(valid, key=lambda o: (min(len(r) for r in o), -len(o)))
 
 
 def may_match(pattern: re.Pattern[str], folded_text: str) -> bool:
     """False only when `pattern` certainly cannot match the text whose case-folded form is given."""
-    literal = required_literal(pattern.pattern)
-    return literal is None or literal in folded_text
+    literals = required_literals(pattern.pattern)
+    return literals is None or any(literal in folded_text for literal in literals)
