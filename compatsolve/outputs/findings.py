@@ -35,6 +35,7 @@ def _table(
     error_given: bool,
     ruled_out: list[str],
 ) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
 
     out = console()
@@ -60,14 +61,19 @@ def _table(
             badge = (
                 " [bold]explains the error[/]" if f.explains_error else " [dim](does not match the error)[/]"
             )
-        body = f"{f.explanation}\n\n[bold]Fix:[/] {f.fix}"
+        # The title and the finding's identity go in the body, which wraps: a panel's border line
+        # cuts long text at the terminal width.
+        body = f"[bold]{escape(f.title)}[/]\n{escape(f.explanation)}\n\n[bold]Fix:[/] {escape(f.fix)}"
         if f.evidence:
             body += (
                 "\n[dim]Evidence: " + " ".join(f.evidence[:4]) + (" …" if len(f.evidence) > 4 else "") + "[/]"
             )
-        title = f"[{style}]{i}. {f.severity.upper()}[/] {f.title}{badge}"
-        subtitle = f"{f.rule} · {f.kind} · {', '.join(f.components)} · confidence {f.confidence:.2f}"
-        out.print(Panel(body, title=title, title_align="left", subtitle=subtitle, subtitle_align="right"))
+        body += (
+            f"\n[dim]{f.rule} · {f.kind} · {', '.join(f.components) or 'no component named'}"
+            f" · confidence {f.confidence:.2f}[/]"
+        )
+        title = f"[{style}]{i}. {f.severity.upper()}[/]{badge}"
+        out.print(Panel(body, title=title, title_align="left"))
     if ruled_out:
         out.print(f"[dim]Ruled out by the facts: {', '.join(ruled_out)}[/]")
     for n in notices:
