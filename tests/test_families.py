@@ -186,3 +186,18 @@ def test_every_agreeing_conflict_is_kept() -> None:
     )
     promoted = [f for f in found if f.rule == "requires-dist"]
     assert len(promoted) == 2 and all(f.explains_error for f in promoted)
+
+
+def test_table_keeps_long_titles_ids_and_bracketed_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from compatsolve.outputs.findings import render
+
+    finding = replace(
+        _environment_finding("package-pin-conflict"),
+        title="A very long title " * 8,
+        fix="pip install 'transformers[torch]'",
+        explains_error=True,
+    )
+    render("table", {}, [finding], [], error_given=True)
+    out = capsys.readouterr().out
+    assert "transformers[torch]" in out and "explains the error" in out
+    assert "some-fact-rule" in out and "confidence 0.90" in out
