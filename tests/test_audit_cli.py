@@ -271,3 +271,14 @@ def test_paths_of_two_interpreters_state_no_python_version() -> None:
     two = TRACEBACK + '  File "/usr/lib/python3.12/site-packages/x.py", line 1\n'
     assert parse_report(TRACEBACK, "t").python_version == "3.10"
     assert parse_report(two, "t").python_version is None
+
+
+def test_versions_a_message_states_are_facts_requirements_are_not() -> None:
+    from compatsolve.sources.report import parse_report
+
+    # the forms of pip's resolver report and of transformers' dependency check
+    stated = parse_report(PIP_CONFLICT, "t").packages or {}
+    assert {n: p.version for n, p in stated.items()} == {"torch": "2.3.0"}
+    found = parse_report("tokenizers>=0.19 is required, but found tokenizers==0.15.0.", "t").packages or {}
+    assert found["tokenizers"].version == "0.15.0"
+    assert parse_report("vllm 0.8.1 requires torch==2.5.1", "t").packages is None

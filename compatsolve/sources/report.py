@@ -313,8 +313,24 @@ def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
             elif table == "pip list" or (two.group(3) is None):
                 c.package(two.group(1), two.group(2), table or "plain line")
     _python_from_paths(text, c)
+    _stated_versions(text, c)
     return _to_environment(c, origin, catalog)
 
+
+# How error messages state an installed version: pip's resolver ("... but you have torch 2.3.0
+# which is incompatible"), transformers' version checks ("... but found tokenizers==0.15.0") and
+# "<name> <version> is installed". A requirement ("requires torch==2.3.1") is not a statement.
+_STATED = (
+    re.compile(rf"but you have ({_NAME}) ({_VERSION})"),
+    re.compile(rf"\bfound ({_NAME})==({_VERSION})"),
+    re.compile(rf"\b({_NAME}) ({_VERSION}) is installed"),
+)
+
+
+def _stated_versions(text: str, c: _Collected) -> None:
+    for pattern in _STATED:
+        for m in pattern.finditer(text):
+            c.package(m.group(1), m.group(2).rstrip(".,;:)"), "error message")
 
 _SITE_PATH = re.compile(r"python(3\.\d{1,2})[/\\](?:site|dist)-packages", re.IGNORECASE)
 _EXTENSION = re.compile(r"\.cpython-3(\d{1,2})-")
