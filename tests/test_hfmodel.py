@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from clirun import run_cli as cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compatsolve.errors import InputError
 from compatsolve.knowledge import ModelCard, load
@@ -148,3 +150,31 @@ def test_audit_judges_a_local_model_by_its_config(tmp_path: Path) -> None:
     assert facts["model.attention_heads"] == 28 and facts["model.params_b"] == 7.6
     # 28 heads over 3 GPUs: the divisibility rule fires from the config's facts
     assert any(f["kind"] == "parallelism-mismatch" for f in doc["findings"])
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**12) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=25,
+)
+KEYS = st.sampled_from(
+    ["model_type", "architectures", "num_attention_heads", "num_key_value_heads", "hidden_size",
+     "text_config", "vision_config", "torch_dtype", "quantization_config", "rope_scaling",
+     "max_position_embeddings", "auto_map", "num_local_experts", "head_dim"]
+)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    config=st.dictionaries(KEYS, JSON, max_size=10),
+    header=st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+)
+def test_any_config_and_header_reads_without_a_traceback(
+    tmp_path: Path, config: dict[str, Any], header: dict[str, Any]
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    raw = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
+    card = local_model_card(str(tmp_path), load())
+    assert card is not None
+    assert card.params_b is None or card.params_b >= 0

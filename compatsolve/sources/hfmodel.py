@@ -157,8 +157,10 @@ def _params_b(directory: Path, dtype: str | None) -> float | None:
         if header is None:
             return None
         for key, tensor in header.items():
-            if key != "__metadata__" and isinstance(tensor, dict) and isinstance(tensor.get("shape"), list):
-                count += math.prod(int(n) for n in tensor["shape"])
+            shape = tensor.get("shape") if key != "__metadata__" and isinstance(tensor, dict) else None
+            if not isinstance(shape, list) or not all(_int(n) for n in shape):
+                continue  # not a tensor entry this reader understands
+            count += math.prod(shape)
     return round(count / 1e9, 2) if count else None
 
 

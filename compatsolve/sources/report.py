@@ -332,6 +332,7 @@ def _stated_versions(text: str, c: _Collected) -> None:
         for m in pattern.finditer(text):
             c.package(m.group(1), m.group(2).rstrip(".,;:)"), "error message")
 
+
 _SITE_PATH = re.compile(r"python(3\.\d{1,2})[/\\](?:site|dist)-packages", re.IGNORECASE)
 _EXTENSION = re.compile(r"\.cpython-3(\d{1,2})-")
 
