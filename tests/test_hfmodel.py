@@ -164,10 +164,13 @@ KEYS = st.sampled_from(
 )  # fmt: skip
 
 
+TENSOR = st.fixed_dictionaries({"dtype": st.text(max_size=5), "shape": st.lists(JSON, max_size=3) | JSON})
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     config=st.dictionaries(KEYS, JSON, max_size=10),
-    header=st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+    header=st.dictionaries(st.text(max_size=8), TENSOR | JSON, max_size=4),
 )
 def test_any_config_and_header_reads_without_a_traceback(
     tmp_path: Path, config: dict[str, Any], header: dict[str, Any]
