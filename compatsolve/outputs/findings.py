@@ -49,7 +49,9 @@ def _table(
         out.print(
             "[green]No known problem found.[/] "
             + (
-                "No rule's error signature matches this message."
+                "No rule and no failure family recognises this message: paste the full error line "
+                "(or --log the whole output) and give the machine and packages (--target, --report, "
+                "--with) so the facts can be judged."
                 if error_given
                 else "Unknown facts are not judged compatible: see `compatsolve probe` for what is known."
             )
@@ -94,7 +96,8 @@ def markdown(
     lines = ["### compatsolve report", ""]
     if not findings:
         lines.append(
-            "No known problem found." + (" No rule matches the error message." if error_given else "")
+            "No known problem found."
+            + (" No rule and no failure family recognises the error message." if error_given else "")
         )
     else:
         lines.append(
