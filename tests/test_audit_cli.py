@@ -277,8 +277,10 @@ def test_versions_a_message_states_are_facts_requirements_are_not() -> None:
     from compatsolve.sources.report import parse_report
 
     # the forms of pip's resolver report and of transformers' dependency check
-    stated = parse_report(PIP_CONFLICT, "t").packages or {}
+    stated = parse_report(PIP_CONFLICT, "t", message=True).packages or {}
     assert {n: p.version for n, p in stated.items()} == {"torch": "2.3.0"}
-    found = parse_report("tokenizers>=0.19 is required, but found tokenizers==0.15.0.", "t").packages or {}
+    text = "tokenizers>=0.19 is required, but found tokenizers==0.15.0."
+    found = parse_report(text, "t", message=True).packages or {}
     assert found["tokenizers"].version == "0.15.0"
-    assert parse_report("vllm 0.8.1 requires torch==2.5.1", "t").packages is None
+    assert parse_report("vllm 0.8.1 requires torch==2.5.1", "t", message=True).packages is None
+    assert parse_report(PIP_CONFLICT, "t").packages is None  # a report's prose makes no packages

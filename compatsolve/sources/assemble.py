@@ -68,7 +68,7 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
     if request.error_text:
         from compatsolve.sources import report as reported
 
-        stated = reported.parse_report(request.error_text, "the error text", kb)
+        stated = reported.parse_report(request.error_text, "the error text", kb, message=True)
         shared.append(replace(stated, notices=()))  # a log is not a report: no layout notices
     if not request.machine_given:
         from compatsolve.sources.probe import probe_machine

@@ -276,8 +276,10 @@ _TWO_TOKENS = re.compile(
 )
 
 
-def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
-    """Parse a pasted report into a partial Environment. Never raises on content."""
+def parse_report(text: str, origin: str, catalog: object = None, *, message: bool = False) -> Environment:
+    """Parse a pasted report into a partial Environment. Never raises on content. With
+    `message`, the text is an error message or log: the installed versions its sentences state
+    count too (a report's prose never makes packages)."""
     text = text[:MAX_REPORT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
     c = _Collected()
     table: str | None = None  # inside a `pip list` or `conda list` table
@@ -313,7 +315,8 @@ def parse_report(text: str, origin: str, catalog: object = None) -> Environment:
             elif table == "pip list" or (two.group(3) is None):
                 c.package(two.group(1), two.group(2), table or "plain line")
     _python_from_paths(text, c)
-    _stated_versions(text, c)
+    if message:
+        _stated_versions(text, c)
     return _to_environment(c, origin, catalog)
 
 
