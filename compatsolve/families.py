@@ -63,6 +63,11 @@ def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Fin
     findings = []
     for points, _, family, has_strong in scored[:MAX_FAMILIES]:
         components = tuple(dict.fromkeys((*family.components, *named, *ran)))
+        # the facts its boosts read that nobody gave: what would sharpen this reading
+        missing = sorted({name for _, when in family.boosts for name in when.facts()} - facts.keys())
+        explanation = family.explanation
+        if missing:
+            explanation += f" Facts that would sharpen this reading, not given: {', '.join(missing)}."
         findings.append(
             Finding(
                 rule=family.id,
@@ -70,7 +75,7 @@ def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Fin
                 severity="warning",
                 components=components,
                 title=family.title + HINT,
-                explanation=family.explanation,
+                explanation=explanation,
                 fix=family.fix,
                 evidence=family.evidence,
                 # a family says what kind of failure this is, not which fact caused it

@@ -201,3 +201,12 @@ def test_table_keeps_long_titles_ids_and_bracketed_text(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "transformers[torch]" in out and "explains the error" in out
     assert "some-fact-rule" in out and "confidence 0.90" in out
+
+
+def test_a_family_says_which_facts_would_sharpen_it() -> None:
+    kb = load()
+    text = "NCCL timeout in the all_reduce"
+    unknown = family_findings(text, {}, kb)[0]
+    assert "gpu.count" in unknown.explanation and "run.tp" in unknown.explanation
+    known = family_findings(text, {"gpu.count": 2, "run.tp": 2}, kb)[0]
+    assert "not given" not in known.explanation
