@@ -6,7 +6,7 @@ Two suites:
 - tests/e2e/cases.toml, the development suite. Its sources are outside the study corpus, but the
   rule miners also read the stack's trackers, so some of its threads are cited as rule evidence
   too (in-sample); the figures are printed for both parts.
-- tests/e2e/heldout.toml ... heldout24.toml, the held-out suites, each collected
+- tests/e2e/heldout.toml ... heldout27.toml, the held-out suites, each collected
   by someone who did not read the rules, from threads that no file of knowledge/ or tests/ cited.
   A test keeps it that way: a rule may not cite a held-out source. Measured once at collection,
   before any rule was written after seeing them: heldout 7/14 detected and ranked first, 0/5
@@ -33,7 +33,9 @@ Two suites:
   The third revision added nothing on them: cues written after seeing misses fit those misses.
   heldout22-24 were collected after all that and scored with the final code: rules alone 7/19,
   3/19 (2 first), 12/19 (11 first); with families 9/19, 6/19 (5 first), 13/19 (12 first);
-  false alarms 1/15 with and without.
+  false alarms 1/15 with and without. heldout25-27 (56 environmental cases) were collected at
+  the end and scored with the final code: rules alone 10/19, 7/19, 2/18; with families 12/19,
+  7/19, 3/18, all ranked first; false alarms 0/16 without, 1/16 with.
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -90,6 +92,9 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout22": (0.45, 0.45),
     "heldout23": (0.30, 0.25),
     "heldout24": (0.65, 0.60),
+    "heldout25": (0.60, 0.60),
+    "heldout26": (0.35, 0.35),
+    "heldout27": (0.15, 0.15),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -104,7 +109,11 @@ FLOORS = {  # suite: (detection, ranked first)
 # heldout24: "CUDA Setup failed despite GPU being available" from a bitsandbytes release whose own
 # CUDA setup was buggy (fixed by upgrading); bitsandbytes-cannot-find-cuda-runtime names the
 # runtime library the message says it could not set up.
-ACCEPTED_FALSE_ALARMS = {"heldout11": 2, "heldout12": 1, "heldout16": 1, "heldout24": 1}
+# heldout25: GPUStack's "No suitable workers ... adjust --gpu-memory-utilization" for a model larger
+# than one worker's GPUs: weights-exceed-gpu-memory (an audit error, promoted because the message
+# reads as memory) is a true fact, but the thread's cause was that GPUStack could not yet spread a
+# deployment over workers.
+ACCEPTED_FALSE_ALARMS = {"heldout11": 2, "heldout12": 1, "heldout16": 1, "heldout24": 1, "heldout25": 1}
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
     name: tomllib.loads((E2E / f"{name}.toml").read_text())["case"] for name in FLOORS
