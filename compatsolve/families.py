@@ -31,7 +31,11 @@ SCORE = 0.05  # rank: below every rule-based finding (the lowest is a general ru
 TAIL = 20_000
 HINT = " (family match: no rule in the knowledge base names this message)"
 
-_vocabularies: dict[int, tuple[Knowledge, tuple[tuple[str, re.Pattern[str]], ...]]] = {}
+# a word as package names are written (PEP 503 folds its -, _ and . spellings together)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_vocabularies: dict[
+    int, tuple[Knowledge, tuple[tuple[tuple[str, re.Pattern[str]], ...], frozenset[str]]]
+] = {}
 
 
 def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Finding]:
@@ -88,38 +92,33 @@ def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Fin
 
 
 def mentioned_components(text: str, kb: Knowledge, facts: Mapping[str, Any] | None = None) -> tuple[str, ...]:
-    """Components the text names, in the order of the vocabulary, then the declared packages
-    (`pkg.<name>` facts) it names."""
-    named = [c for c, pattern in _vocabulary(kb) if pattern.search(text)]
-    for fact in facts or {}:
-        if fact.startswith("pkg.") and fact[4:] not in named and _bounded(_spelling(fact[4:])).search(text):
-            named.append(fact[4:])
+    """Components the text names: the spellings of knowledge/families.toml (with GPU aliases and
+    model series), then package names — the rules' and the declared ones (`pkg.<name>` facts) —
+    written as a word, in any of their PEP 503 spellings."""
+    spelled, packages = _vocabulary(kb)
+    named = [c for c, pattern in spelled if pattern.search(text)]
+    words = {canonicalize_name(w) for w in _WORD.findall(text)}
+    declared = {fact[4:] for fact in facts or {} if fact.startswith("pkg.")}
+    named += sorted(words & packages) + sorted((words & declared) - packages)
     return tuple(dict.fromkeys(named))
 
 
-def _spelling(name: str) -> str:
-    """A normalized project name as people write it: `llama-cpp-python`, `llama_cpp_python`, ..."""
-    return "[-_. ]?".join(re.escape(p) for p in name.split("-"))
-
-
-def _bounded(*spellings: str) -> re.Pattern[str]:
-    """Any of the spellings, as a whole word (not part of a longer name)."""
-    return re.compile(r"(?<![\w-])(?:" + "|".join(dict.fromkeys(spellings)) + r")(?![\w-])", re.I)
-
-
-def _vocabulary(kb: Knowledge) -> tuple[tuple[str, re.Pattern[str]], ...]:
+def _vocabulary(kb: Knowledge) -> tuple[tuple[tuple[str, re.Pattern[str]], ...], frozenset[str]]:
     held = _vocabularies.get(id(kb))
     if held is not None and held[0] is kb:
         return held[1]
     spellings: dict[str, list[str]] = {}
     for mention in kb.mentions:
         spellings.setdefault(mention.component, []).extend(mention.spellings)
-    packages = sorted({c for r in kb.rules for c in r.components} - SPECIAL_COMPONENTS)
-    for name in packages:
-        spellings.setdefault(name, []).append(_spelling(name))
     spellings.setdefault("gpu", []).extend(re.escape(a) for g in kb.gpus for a in g.aliases)
     spellings.setdefault("model", []).extend(re.escape(m.series) for m in kb.models if m.series)
-    vocabulary = tuple((component, _bounded(*found)) for component, found in spellings.items())
+    vocabulary = (
+        tuple(
+            (component, re.compile(r"(?<![\w-])(?:" + "|".join(dict.fromkeys(found)) + r")(?![\w-])", re.I))
+            for component, found in spellings.items()
+        ),
+        frozenset({c for r in kb.rules for c in r.components} - SPECIAL_COMPONENTS),
+    )
     _vocabularies.clear()
     _vocabularies[id(kb)] = (kb, vocabulary)
     return vocabulary
