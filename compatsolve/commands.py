@@ -110,7 +110,7 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
         if full_audit:
             extra = judged.findings
         else:  # the facts' own problems only where the message names them
-            conflicts = [f for f in judged.findings if diagnosing.reports_conflict(error, f)]
+            conflicts = diagnosing.reported_conflicts(error, judged.findings)
             extra = auditing.unresolved_findings(env) + conflicts
         findings, ruled_out = diagnosing.diagnose(
             error, judged.facts, kb, extra=extra, environment=judged.findings

@@ -29,7 +29,10 @@ def normalise(text: str) -> str:
 
 def candidates(error: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[Finding], list[str]]:
     """Rules whose signature matches `error`, scored; and the ids of those the facts rule out."""
-    text = normalise(error)
+    return _candidates(normalise(error), facts, kb)
+
+
+def _candidates(text: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[Finding], list[str]]:
     folded = text.casefold()
     found: list[Finding] = []
     ruled_out: list[str] = []
@@ -71,18 +74,20 @@ def diagnose(
     When nothing explains the message: the failure families it reads as (warnings), and before
     them any problem the facts establish in the `environment` (default: `extra`) of a kind the
     message reads as — the message and the facts then point at the same kind of failure."""
-    found, ruled_out = candidates(error, facts, kb)
+    text = normalise(error)  # once: a log may be 400,000 characters
+    found, ruled_out = _candidates(text, facts, kb)
     seen = {f.rule for f in found}
+    reported = {id(f) for f in _reported(text, extra or [])}
     for finding in extra or []:
         if finding.rule in seen and finding.rule != "requires-dist":
             continue
-        explains = reports_conflict(error, finding)
+        explains = id(finding) in reported
         # the message reports the conflict and the metadata confirms it: as strong as a rule whose
         # signature matches and whose facts hold
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
     if not any(f.explains_error for f in found):
-        families = family_findings(normalise(error), facts, kb)
+        families = family_findings(text, facts, kb)
         kinds = {f.kind for f in families}
         agreeing = [
             replace(f, explains_error=True, score=AGREEING)
@@ -96,13 +101,19 @@ def diagnose(
     return order(found, error_given=True), ruled_out
 
 
-def reports_conflict(error: str, finding: Finding) -> bool:
-    """A Requires-Dist conflict the metadata confirms explains a pip conflict report that names
-    one of its packages (pip names the package whose pin broke, which may be the other side)."""
-    text = normalise(error)
+def reported_conflicts(error: str, findings: list[Finding]) -> list[Finding]:
+    """The Requires-Dist conflicts the metadata confirms that a pip conflict report names: pip
+    names a package of the conflict (the one whose pin broke, which may be the other side)."""
+    return _reported(normalise(error), findings)
+
+
+def _reported(text: str, findings: list[Finding]) -> list[Finding]:
     # Only version conflicts: "not installed" findings of a partly declared environment are noise.
-    if finding.rule != "requires-dist" or finding.severity != "error" or not PIP_CONFLICT_REPORT.search(text):
-        return False
-    return any(
-        re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.I) for name in finding.components
-    )
+    conflicts = [f for f in findings if f.rule == "requires-dist" and f.severity == "error"]
+    if not conflicts or not PIP_CONFLICT_REPORT.search(text):
+        return []
+    return [
+        f
+        for f in conflicts
+        if any(re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.I) for name in f.components)
+    ]
