@@ -61,26 +61,17 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
         "model alias",
         [(a.lower(), "knowledge/models.toml") for m in kb.models for a in (m.id, *m.aliases)],
     )
+    problems += _duplicates("family id", [(f.id, "knowledge/families.toml") for f in kb.families])
     for rule in kb.rules:
         for url in rule.evidence:
             why = bad_url(url)
             if why:
                 problems.append(f"{rule.file}: rule {rule.id}: evidence {url!r}: {why}")
-        for component in rule.components:
-            if component not in SPECIAL_COMPONENTS and not TAXONOMY_COMPONENTS_RE.match(component):
-                problems.append(
-                    f"{rule.file}: rule {rule.id}: component {component!r} is not a "
-                    "normalized PyPI name or a taxonomy component"
-                )
-    problems += _duplicates("family id", [(f.id, "knowledge/families.toml") for f in kb.families])
-    for family in kb.families:
-        for url in family.evidence:
-            why = bad_url(url)
-            if why:
-                problems.append(f"knowledge/families.toml: family {family.id}: evidence {url!r}: {why}")
-    for component in {c for f in kb.families for c in f.components} | {m.component for m in kb.mentions}:
+    for where, component in _components(kb):
         if component not in SPECIAL_COMPONENTS and not TAXONOMY_COMPONENTS_RE.match(component):
-            problems.append(f"knowledge/families.toml: component {component!r} is not a normalized name")
+            problems.append(
+                f"{where}: component {component!r} is not a normalized PyPI name or a taxonomy component"
+            )
     for where, sources in _all_sources(kb):
         for url in sources:
             why = bad_url(url)
@@ -126,6 +117,17 @@ def _duplicates(what: str, items: Iterable[tuple[str, str]]) -> list[str]:
     return [f"{files[n]}: duplicate {what} {n!r}" for n, c in sorted(counts.items()) if c > 1]
 
 
+def _components(kb: Knowledge) -> Iterable[tuple[str, str]]:
+    for rule in kb.rules:
+        for component in rule.components:
+            yield f"{rule.file}: rule {rule.id}", component
+    for family in kb.families:
+        for component in family.components:
+            yield f"knowledge/families.toml: family {family.id}", component
+    for mention in kb.mentions:
+        yield "knowledge/families.toml: mention", mention.component
+
+
 def _all_sources(kb: Knowledge) -> Iterable[tuple[str, tuple[str, ...]]]:
     for g in kb.gpus:
         yield f"knowledge/gpus.toml: gpu {g.id}", g.sources
@@ -139,6 +141,8 @@ def _all_sources(kb: Knowledge) -> Iterable[tuple[str, tuple[str, ...]]]:
         yield f"knowledge/extensions.toml: pin {p.package} {p.version}", p.sources
     for m in kb.models:
         yield f"knowledge/models.toml: model {m.id}", m.sources
+    for family in kb.families:
+        yield f"knowledge/families.toml: family {family.id}", family.evidence
 
 
 @record
