@@ -8,8 +8,9 @@ from typing import Any
 
 from compatsolve.families import family_findings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
-from compatsolve.knowledge import Knowledge
+from compatsolve.knowledge import COMPONENT_GROUP, Knowledge
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
+from compatsolve.names import canonicalize_name
 from compatsolve.prefilter import may_match
 from compatsolve.records import replace
 from compatsolve.rules import Truth
@@ -38,10 +39,12 @@ def _candidates(text: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
     ruled_out: list[str] = []
     for rule in kb.rules:
         best = 0
+        captured: list[str] = []
         for pattern in rule.compiled_signatures:
             match = pattern.search(text) if may_match(pattern, folded) else None
             if match:
                 best = max(best, len(match.group(0)))
+                captured += captured_components(match)
         if not best:
             continue
         truth = rule.when.evaluate(facts) if rule.when is not None else Truth.UNKNOWN
@@ -53,12 +56,24 @@ def _candidates(text: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
             score -= GENERAL
         confidence = min(0.99, score * TIER_CONFIDENCE[rule.tier] / 0.9)
         finding = Finding.from_rule(rule, confidence=confidence, explains_error=True, score=score)
+        if captured:
+            finding = replace(finding, components=tuple(dict.fromkeys((*finding.components, *captured))))
         if truth is Truth.UNKNOWN and rule.when is not None and finding.severity == "error":
             # The message fits, but the facts that make this rule true are unknown: a possible
             # cause to check, not an established one.
             finding = replace(finding, severity="warning", title=finding.title + " (possible: facts unknown)")
         found.append(finding)
     return found, ruled_out
+
+
+def captured_components(match: re.Match[str]) -> list[str]:
+    """The packages a signature's `component...` groups caught ("vllm 0.8.1 requires torch==..."
+    implicates vllm and torch), as PEP 503 names, in the order the groups are written."""
+    return [
+        canonicalize_name(value)
+        for name, value in match.groupdict().items()
+        if name.startswith(COMPONENT_GROUP) and value
+    ]
 
 
 def diagnose(

@@ -185,6 +185,11 @@ class ModelCard:
     sources: tuple[str, ...]
 
 
+# A signature's named groups whose names start with this catch the name of an implicated package
+# ("(?P<component>\S+) \S+ requires (?P<component2>[\w.-]+)..."): diagnose adds it to the finding.
+COMPONENT_GROUP = "component"
+
+
 @record(kw_only=True)
 class Rule:
     id: str
@@ -533,6 +538,13 @@ def parse_rule(t: Table, file: str) -> Rule:
         if stage not in STAGES:
             raise KnowledgeError(f"{t.where}.stages: unknown stage {stage!r}")
     _check_patterns(rule.signatures, f"{t.where}.signatures")
+    for i, pattern in enumerate(rule.signatures):
+        stray = [g for g in re.compile(pattern).groupindex if not g.startswith(COMPONENT_GROUP)]
+        if stray:
+            raise KnowledgeError(
+                f"{t.where}.signatures[{i}]: named group {stray[0]!r}: only groups named "
+                f"{COMPONENT_GROUP}... are read (they catch an implicated package's name)"
+            )
     if rule.when is None and not rule.signatures:
         raise KnowledgeError(f"{t.where}: a rule needs a `when` condition or signatures")
     if rule.symptom and not rule.signatures:

@@ -284,3 +284,47 @@ def test_versions_a_message_states_are_facts_requirements_are_not() -> None:
     assert found["tokenizers"].version == "0.15.0"
     assert parse_report("vllm 0.8.1 requires torch==2.5.1", "t", message=True).packages is None
     assert parse_report(PIP_CONFLICT, "t").packages is None  # a report's prose makes no packages
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_diagnose_names_the_packages_a_pip_conflict_report_names() -> None:
+    """The signature's component groups catch both sides of pip's real report (fixture made with
+    pip 23.2.1; see tests/fixtures/README.md): the finding implicates requests and charset-normalizer."""
+    report = (FIXTURES / "pip_install_conflict_report.txt").read_text()
+    findings, _ = diagnosing.diagnose(report, {}, load())
+    top = findings[0]
+    assert top.rule == "pip-installed-set-violates-declared-requirements"
+    assert {"requests", "charset-normalizer"} <= set(top.components)
+    # packages that the report only mentions as installed are not implicated
+    assert "urllib3" not in top.components
+
+
+def test_a_signature_group_that_diagnose_would_not_read_is_rejected(tmp_path: Path) -> None:
+    from compatsolve.errors import KnowledgeError
+    from compatsolve.knowledge import parse_knowledge
+
+    root = tmp_path / "knowledge"
+    (root / "rules").mkdir(parents=True)
+    (root / "rules" / "x.toml").write_text(
+        """[[rule]]
+id = "x"
+title = "t"
+kind = "package-pin-conflict"
+severity = "warning"
+stages = ["inference"]
+components = ["python"]
+signatures = ["(?P<package>\\\\S+) requires"]
+explanation = "e"
+fix = "f"
+evidence = ["https://pip.pypa.io/en/stable/topics/dependency-resolution/"]
+tier = "reported"
+"""
+    )
+    try:
+        parse_knowledge(root)
+    except KnowledgeError as exc:
+        assert "signatures[0]" in str(exc) and "'package'" in str(exc)
+    else:
+        raise AssertionError("a named group other than component... was accepted")
