@@ -21,6 +21,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 BASE, SPECIFICITY, CONFIRMED = 0.5, 0.2, 0.3
 GENERAL = 0.25  # below any specific rule matching the same text, whatever their match lengths
 AGREEING = 0.2  # an environment problem of the kind the message reads as: above its family
+FALLBACK = 0.04  # an environment problem offered for a message nothing reads: below any family
+POSSIBLE = "Possible cause (the message names nothing known; the facts establish this): "
 
 
 def normalise(text: str) -> str:
@@ -113,7 +115,28 @@ def diagnose(
         # (rule, title): one check such as requires-dist reports several conflicts
         promoted = {(f.rule, f.title) for f in agreeing}
         found = [f for f in found if (f.rule, f.title) not in promoted] + agreeing + families
+        if not families:
+            found += _possible_causes(extra or [] if environment is None else environment)
     return order(found, error_given=True), ruled_out
+
+
+def _possible_causes(environment: list[Finding]) -> list[Finding]:
+    """A message that neither a rule nor a family reads ("it crashes on my RTX 5090"), in an
+    environment whose facts establish a failure (a torch without kernels for that GPU): that
+    failure is the first thing to rule out. A warning copy, marked as possible; the problem
+    itself keeps its severity among the audit's findings."""
+    return [
+        replace(
+            f,
+            severity="warning",
+            title=POSSIBLE + f.title,
+            confidence=round(f.confidence * 0.5, 2),
+            explains_error=True,
+            score=FALLBACK,
+        )
+        for f in environment
+        if f.severity == "error" and f.rule != "unresolved-fact"
+    ]
 
 
 def reported_conflicts(error: str, findings: list[Finding]) -> list[Finding]:

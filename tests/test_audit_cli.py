@@ -328,3 +328,43 @@ tier = "reported"
         assert "signatures[0]" in str(exc) and "'package'" in str(exc)
     else:
         raise AssertionError("a named group other than component... was accepted")
+
+
+def _rows(*args: str) -> tuple[int, list[tuple[str, str, bool]]]:
+    done = cli(*args, "--format", "json")
+    doc = json.loads(done.stdout)
+    return done.returncode, [(f["rule"], f["severity"], f["explains_error"]) for f in doc["findings"]]
+
+
+BLACKWELL_ON_CU126 = ("--target", "RTX 5090", "--with", "torch==2.7.0+cu126")
+
+
+def test_a_message_nothing_reads_gets_the_environments_established_failures_as_possible_causes() -> None:
+    code, rows = _rows("diagnose", "--error", "it stops right after start", *BLACKWELL_ON_CU126)
+    assert rows and all(explains and severity == "warning" for _, severity, explains in rows)
+    assert ("torch-kernels-miss-gpu-arch", "warning", True) in rows
+    assert code == 0  # a possible cause is not an established explanation
+    # audit --error keeps the problem itself, as an error, beside the possible explanation
+    code, rows = _rows("audit", "--error", "it stops right after start", *BLACKWELL_ON_CU126)
+    assert ("torch-kernels-miss-gpu-arch", "error", False) in rows
+    assert ("torch-kernels-miss-gpu-arch", "warning", True) in rows
+    assert code == 1
+
+
+def test_no_possible_causes_when_the_message_is_read_or_the_facts_establish_nothing() -> None:
+    # a family reads it (several GPUs hang): the family, not the unrelated environment problem
+    _, rows = _rows(
+        "diagnose", "--error", "training hangs with 4 GPUs at the first all_reduce", *BLACKWELL_ON_CU126
+    )
+    assert rows and not any(rule == "torch-kernels-miss-gpu-arch" and explains for rule, _, explains in rows)
+    # a torch build that covers the GPU: nothing established, nothing offered
+    _, rows = _rows(
+        "diagnose",
+        "--error",
+        "it stops right after start",
+        "--target",
+        "RTX 5090",
+        "--with",
+        "torch==2.7.0+cu128",
+    )
+    assert not any(rule == "torch-kernels-miss-gpu-arch" for rule, _, _ in rows)

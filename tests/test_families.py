@@ -127,11 +127,15 @@ def test_an_environment_problem_of_the_kind_the_message_reads_as_explains_it() -
     assert next(f for f in found if f.rule == "other-fact-rule").explains_error is False
 
 
-def test_without_a_family_environment_problems_do_not_claim_the_message() -> None:
-    found, _ = diagnosing.diagnose(
-        "the loss curve looks odd after epoch 3", {}, load(), extra=[_environment_finding("config-error")]
-    )
-    assert not [f for f in found if f.explains_error]
+def test_without_a_family_environment_problems_are_only_possible_causes() -> None:
+    problem = _environment_finding("config-error")
+    found, _ = diagnosing.diagnose("the loss curve looks odd after epoch 3", {}, load(), extra=[problem])
+    explaining = [f for f in found if f.explains_error]
+    # a warning copy that says it is possible; the problem itself stays, unchanged, not explaining
+    assert [(f.rule, f.severity) for f in explaining] == [("some-fact-rule", "warning")]
+    assert explaining[0].title.startswith(diagnosing.POSSIBLE)
+    assert explaining[0].confidence < problem.confidence
+    assert problem in found
 
 
 def test_cue_counts_are_balanced_enough_to_read() -> None:
