@@ -67,6 +67,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FLOORS = {  # suite: (detection, ranked first)
+    "heldout28": (0.0, 0.0), "heldout29": (0.0, 0.0), "heldout30": (0.0, 0.0), "heldout31": (0.0, 0.0), "heldout32": (0.0, 0.0), "heldout33": (0.0, 0.0),
     "cases": (0.85, 0.80),
     "heldout": (0.50, 0.50),
     "heldout2": (0.30, 0.30),
