@@ -22,6 +22,7 @@ BASE, SPECIFICITY, CONFIRMED = 0.5, 0.2, 0.3
 GENERAL = 0.25  # below any specific rule matching the same text, whatever their match lengths
 AGREEING = 0.2  # an environment problem of the kind the message reads as: above its family
 FALLBACK = 0.04  # an environment problem offered for a message nothing reads: below any family
+MAX_POSSIBLE = 3
 POSSIBLE = "Possible cause (the message names nothing known; the facts establish this): "
 
 
@@ -125,6 +126,9 @@ def _possible_causes(environment: list[Finding]) -> list[Finding]:
     environment whose facts establish a failure (a torch without kernels for that GPU): that
     failure is the first thing to rule out. A warning copy, marked as possible; the problem
     itself keeps its severity among the audit's findings."""
+    problems = [f for f in environment if f.severity == "error" and f.rule != "unresolved-fact"]
+    # a live environment can hold dozens of Requires-Dist conflicts: offer the likeliest few
+    problems.sort(key=lambda f: -f.confidence)
     return [
         replace(
             f,
@@ -134,8 +138,7 @@ def _possible_causes(environment: list[Finding]) -> list[Finding]:
             explains_error=True,
             score=FALLBACK,
         )
-        for f in environment
-        if f.severity == "error" and f.rule != "unresolved-fact"
+        for f in problems[:MAX_POSSIBLE]
     ]
 
 

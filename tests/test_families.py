@@ -214,3 +214,14 @@ def test_a_family_says_which_facts_would_sharpen_it() -> None:
     assert "gpu.count" in unknown.explanation and "run.tp" in unknown.explanation
     known = family_findings(text, {"gpu.count": 2, "run.tp": 2}, kb)[0]
     assert "not given" not in known.explanation
+
+
+def test_possible_causes_are_the_likeliest_few() -> None:
+    problems = [
+        replace(_environment_finding("package-pin-conflict", rule=f"conflict-{i}"), confidence=0.5 + i / 100)
+        for i in range(6)
+    ]
+    found, _ = diagnosing.diagnose("the loss curve looks odd after epoch 3", {}, load(), extra=problems)
+    offered = [f.rule for f in found if f.explains_error]
+    assert sorted(offered) == ["conflict-3", "conflict-4", "conflict-5"]
+    assert len(offered) == diagnosing.MAX_POSSIBLE
