@@ -105,11 +105,12 @@ def diagnose(
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
     if not any(f.explains_error for f in found):
+        problems = (extra or []) if environment is None else environment
         families = family_findings(text, facts, kb)
         kinds = {f.kind for f in families}
         agreeing = [
             replace(f, explains_error=True, score=AGREEING)
-            for f in (extra or [] if environment is None else environment)
+            for f in problems
             # an unresolved input is not a problem of the environment
             if f.kind in kinds and f.severity != "info" and f.rule != "unresolved-fact"
         ]
@@ -117,7 +118,7 @@ def diagnose(
         promoted = {(f.rule, f.title) for f in agreeing}
         found = [f for f in found if (f.rule, f.title) not in promoted] + agreeing + families
         if not families:
-            found += _possible_causes(extra or [] if environment is None else environment)
+            found += _possible_causes(problems)
     return order(found, error_given=True), ruled_out
 
 

@@ -110,9 +110,7 @@ def local_model_card(ref: str, kb: Knowledge, environ: Mapping[str, str] | None 
         hidden_size=hidden,
         head_dim=_int(pick("head_dim")) or (hidden // heads if hidden and heads else None),
         vocab_size=_int(pick("vocab_size")),
-        context_length=_int(
-            pick("max_position_embeddings", "max_sequence_length", "seq_length", "n_positions")
-        ),
+        context_length=_int(pick(*CONTEXT_KEYS)),
         torch_dtype=dtype,
         rope_scaling=_text(rope, "rope_type") or _text(rope, "type") if isinstance(rope, dict) else None,
         trust_remote_code=isinstance(config.get("auto_map"), dict) or None,
