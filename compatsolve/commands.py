@@ -98,6 +98,7 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
     from compatsolve import audit as auditing
     from compatsolve import diagnose as diagnosing
     from compatsolve.outputs import findings as view
+    from compatsolve.snapshot import published
 
     error = _error_text(args)
     if not full_audit and error is None:
@@ -113,7 +114,7 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
             conflicts = diagnosing.reported_conflicts(error, judged.findings)
             extra = auditing.unresolved_findings(env) + conflicts
         findings, ruled_out = diagnosing.diagnose(
-            error, judged.facts, kb, extra=extra, environment=judged.findings
+            error, judged.facts, kb, extra=extra, environment=judged.findings, published=published
         )
     view.render(
         args.format,

@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from compatsolve.families import family_findings
+from compatsolve.families import Publications, family_findings, rule_readings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
-from compatsolve.knowledge import COMPONENT_GROUP, Knowledge
+from compatsolve.knowledge import Knowledge, captured_components
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
-from compatsolve.names import canonicalize_name
 from compatsolve.prefilter import may_match
 from compatsolve.records import replace
 from compatsolve.rules import Truth
@@ -69,29 +68,21 @@ def _candidates(text: str, facts: dict[str, Any], kb: Knowledge) -> tuple[list[F
     return found, ruled_out
 
 
-def captured_components(match: re.Match[str]) -> list[str]:
-    """The packages a signature's `component...` groups caught ("vllm 0.8.1 requires torch==..."
-    implicates vllm and torch), as PEP 503 names, in the order the groups are written."""
-    return [
-        canonicalize_name(value)
-        for name, value in match.groupdict().items()
-        if name.startswith(COMPONENT_GROUP) and value
-    ]
-
-
 def diagnose(
     error: str,
     facts: dict[str, Any],
     kb: Knowledge,
     extra: list[Finding] | None = None,
     environment: list[Finding] | None = None,
+    published: Publications | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """Candidates for `error`, then `extra` (for `audit --error`, every audit finding), marked
     as not explaining it unless the message reports them (a pip conflict naming their packages).
 
     When nothing explains the message: the failure families it reads as (warnings), and before
     them any problem the facts establish in the `environment` (default: `extra`) of a kind the
-    message reads as — the message and the facts then point at the same kind of failure."""
+    message reads as — the message and the facts then point at the same kind of failure.
+    `published` (compatsolve.snapshot.published) orders a family's readings by release dates."""
     text = normalise(error)  # once: a log may be 400,000 characters
     found, ruled_out = _candidates(text, facts, kb)
     seen = {f.rule for f in found}
@@ -104,9 +95,10 @@ def diagnose(
         # signature matches and whose facts hold
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
+    found += rule_readings(found, text, facts, kb, published)
     if not any(f.explains_error for f in found):
         problems = (extra or []) if environment is None else environment
-        families = family_findings(text, facts, kb)
+        families = family_findings(text, facts, kb, published)
         kinds = {f.kind for f in families}
         agreeing = [
             replace(f, explains_error=True, score=AGREEING)

@@ -14,14 +14,19 @@ in the same file, the rules' component names and the GPU and model catalogs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from compatsolve.findings import Finding
-from compatsolve.knowledge import SPECIAL_COMPONENTS, Family, Knowledge
+from compatsolve.knowledge import SPECIAL_COMPONENTS, Family, Knowledge, Reading, captured_components
 from compatsolve.names import canonicalize_name
 from compatsolve.prefilter import may_match
+from compatsolve.records import record
 from compatsolve.rules import Truth
+
+if TYPE_CHECKING:
+    from compatsolve.snapshot import Published
 
 STRONG, WEAK, THRESHOLD = 2, 1, 2  # one strong cue, or two weak ones
 MAX_FAMILIES = 2
@@ -29,6 +34,11 @@ SCORE = 0.05  # rank: below every rule-based finding (the lowest is a general ru
 # Only the end of a long log: the failure is there, and configuration dumps and progress lines
 # before it are full of words ("distributed", "memory", "version") that are cues out of context.
 TAIL = 20_000
+READING_STEP = 0.005  # a family's other reading ranks just below it, or just above when the facts say so
+# Two releases this far apart were written against different APIs of each other: a release
+# cadence of a month or two for transformers, peft, trl, vLLM gives several releases in between.
+SKEW_DAYS = 180
+Publications = Callable[[str, str], "Published | None"]  # (project, version) -> when, what it requires
 HINT = " (family match: no rule in the knowledge base names this message)"
 
 # a word as package names are written (PEP 503 folds its -, _ and . spellings together)
@@ -38,8 +48,13 @@ _vocabularies: dict[
 ] = {}
 
 
-def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Finding]:
-    """Up to MAX_FAMILIES findings for the families whose cues `text` carries, best first."""
+def family_findings(
+    text: str, facts: dict[str, Any], kb: Knowledge, published: Publications | None = None
+) -> list[Finding]:
+    """Up to MAX_FAMILIES findings for the families whose cues `text` carries, best first, each
+    followed by the other readings of the same message that it names (see `Reading`).
+    `published` says when a declared release was published and what it requires (the PyPI
+    snapshot): it orders a reading by which side of a version skew is the older one."""
     text = text[-TAIL:]
     folded = text.casefold()
 
@@ -60,18 +75,28 @@ def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Fin
     if not scored:
         return []
     scored.sort(key=lambda s: (-s[0], s[1]))
+    offered = scored[:MAX_FAMILIES]
+    offered_kinds = {family.kind for _, _, family, _ in offered}
     named = mentioned_components(text, kb, facts)
+    known = _known_packages(kb, facts)
     engine = facts.get("run.engine")
     # the tool that failed is implicated whatever the family
     ran = (canonicalize_name(engine),) if isinstance(engine, str) else ()
     findings = []
-    for points, _, family, has_strong in scored[:MAX_FAMILIES]:
-        components = tuple(dict.fromkeys((*family.components, *named, *ran)))
+    for points, _, family, has_strong in offered:
+        subjects = [c for c in _subjects(family, text) if c in known]
+        components = tuple(dict.fromkeys((*family.components, *subjects, *named, *ran)))
         # the facts its boosts read that nobody gave: what would sharpen this reading
         missing = sorted({name for _, when in family.boosts for name in when.facts()} - facts.keys())
         explanation = family.explanation
         if missing:
             explanation += f" Facts that would sharpen this reading, not given: {', '.join(missing)}."
+        skew = version_skew(subjects[0], facts, published) if subjects and family.readings else None
+        if skew is not None:
+            explanation += " " + skew.sentence()
+        score = SCORE + 0.01 * min(points, 4)
+        # a family says what kind of failure this is, not which fact caused it
+        confidence = 0.35 if has_strong else 0.2
         findings.append(
             Finding(
                 rule=family.id,
@@ -82,13 +107,163 @@ def family_findings(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Fin
                 explanation=explanation,
                 fix=family.fix,
                 evidence=family.evidence,
-                # a family says what kind of failure this is, not which fact caused it
-                confidence=0.35 if has_strong else 0.2,
+                confidence=confidence,
                 explains_error=True,
-                score=SCORE + 0.01 * min(points, 4),
+                score=score,
             )
         )
+        findings += _readings(
+            family, text, facts, published, components, (score, confidence), offered_kinds, known
+        )
     return findings
+
+
+def rule_readings(
+    findings: list[Finding], text: str, facts: dict[str, Any], kb: Knowledge, published: Publications | None
+) -> list[Finding]:
+    """The other readings of what a general rule explains: "cannot import name 'x' from
+    'transformers'" (import-mismatch-transformers) is the same two-way skew as its family's
+    message, and the same readings, ordered the same way, apply."""
+    general = {rule.id for rule in kb.rules if rule.general}
+    with_readings = {family.kind: family for family in kb.families if family.readings}
+    kinds = {f.kind for f in findings if f.explains_error}
+    known = _known_packages(kb, facts)
+    out: list[Finding] = []
+    for finding in findings:
+        family = with_readings.get(finding.kind)
+        if not finding.explains_error or finding.rule not in general or family is None:
+            continue
+        components = (*finding.components, *(c for c in _subjects(family, text) if c in known))
+        hint = f" (another reading of the message that {finding.rule} names)"
+        out += _readings(
+            family,
+            text,
+            facts,
+            published,
+            tuple(dict.fromkeys(components)),
+            (finding.score, finding.confidence),
+            kinds | {f.kind for f in out},
+            known,
+            hint,
+        )
+    return out
+
+
+def _readings(
+    family: Family,
+    text: str,
+    facts: dict[str, Any],
+    published: Publications | None,
+    components: tuple[str, ...],
+    beside: tuple[float, float],
+    offered_kinds: set[str],
+    known: set[str],
+    hint: str = HINT,
+) -> list[Finding]:
+    """`family`'s other readings that `text` or the facts support, beside a finding of its kind
+    with this score and confidence: just below it, or just above when the package the message is
+    about is the older side of a version skew."""
+    score, confidence = beside
+    subjects = [c for c in _subjects(family, text) if c in known]
+    skew = version_skew(subjects[0], facts, published) if subjects else None
+    out = []
+    for reading in family.readings:
+        if reading.kind in offered_kinds or not _reads(reading, text, facts):
+            continue
+        first = reading.first_if_subject_older and skew is not None and skew.subject_older
+        out.append(
+            Finding(
+                rule=reading.id,
+                kind=reading.kind,
+                severity="warning",
+                components=components,
+                title=reading.title + hint,
+                explanation=reading.explanation + (" " + skew.sentence() if skew else ""),
+                fix=reading.fix,
+                evidence=reading.evidence,
+                confidence=confidence if first else round(confidence * 0.75, 2),
+                explains_error=True,
+                score=score + (READING_STEP if first else -READING_STEP),
+            )
+        )
+    return out
+
+
+def _known_packages(kb: Knowledge, facts: Mapping[str, Any]) -> set[str]:
+    # a subject is a package, not the user's own module ("cannot import name 'x' from 'utils'")
+    return set(_vocabulary(kb)[1]) | {fact[4:] for fact in facts if fact.startswith("pkg.")}
+
+
+def _subjects(family: Family, text: str) -> list[str]:
+    return [c for p in family.compiled_subjects if (m := p.search(text)) for c in captured_components(m)]
+
+
+def _reads(reading: Reading, text: str, facts: dict[str, Any]) -> bool:
+    if not reading.cues and reading.when is None:
+        return True
+    if any(p.search(text) for p in reading.compiled_cues):
+        return True
+    return reading.when is not None and reading.when.evaluate(facts) is Truth.TRUE
+
+
+@record
+class VersionSkew:
+    """The declared release of the package a message is about, against the newest declared
+    release that requires it: which side is older says which way an API mismatch goes."""
+
+    subject: str
+    subject_version: str
+    subject_date: str
+    caller: str
+    caller_version: str
+    caller_date: str
+
+    @property
+    def days(self) -> int:
+        return (date.fromisoformat(self.caller_date) - date.fromisoformat(self.subject_date)).days
+
+    @property
+    def subject_older(self) -> bool:
+        return self.days >= SKEW_DAYS
+
+    def sentence(self) -> str:
+        subject = f"{self.subject} {self.subject_version} (published {self.subject_date})"
+        caller = f"{self.caller} {self.caller_version} (published {self.caller_date}), which requires it"
+        if self.subject_older:
+            return (
+                f"From PyPI: {subject} is {self.days} days older than {caller}: the calling code "
+                "is likely newer than it."
+            )
+        if -self.days >= SKEW_DAYS:
+            return (
+                f"From PyPI: {subject} is {-self.days} days newer than {caller}: it likely "
+                "changed what that code calls."
+            )
+        return f"From PyPI: {subject} and {caller} were published within {SKEW_DAYS} days of each other."
+
+
+def version_skew(
+    subject: str, facts: Mapping[str, Any], published: Publications | None
+) -> VersionSkew | None:
+    """`subject`'s declared release against the newest declared release whose Requires-Dist
+    names it; None when either is not declared or not in the snapshot."""
+    version = facts.get(f"pkg.{subject}")
+    if published is None or not isinstance(version, str):
+        return None
+    own = published(subject, version)
+    if own is None:
+        return None
+    callers = []
+    for fact, value in facts.items():
+        name = fact[4:]
+        if fact.startswith("pkg.") and name != subject and isinstance(value, str):
+            release = published(name, value)
+            if release is not None and subject in release.requires:
+                callers.append((release.date, name, value))
+    if not callers:
+        return None
+    caller_date, caller, caller_version = max(callers)
+    return VersionSkew(subject, version, own.date, caller, caller_version, caller_date)
 
 
 def mentioned_components(text: str, kb: Knowledge, facts: Mapping[str, Any] | None = None) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from compatsolve.errors import KnowledgeError
 from compatsolve.fileio import cache_key, replace_cache_pickle
+from compatsolve.names import canonicalize_name
 from compatsolve.records import field, record, replace
 from compatsolve.rules import Condition, parse_condition
 from compatsolve.schema import Table, tables
@@ -190,6 +191,16 @@ class ModelCard:
 COMPONENT_GROUP = "component"
 
 
+def captured_components(match: re.Match[str]) -> list[str]:
+    """The packages a pattern's `component...` groups caught ("vllm 0.8.1 requires torch==..."
+    implicates vllm and torch), as PEP 503 names, in the order the groups are written."""
+    return [
+        canonicalize_name(value)
+        for name, value in match.groupdict().items()
+        if name.startswith(COMPONENT_GROUP) and value
+    ]
+
+
 @record(kw_only=True)
 class Rule:
     id: str
@@ -230,6 +241,29 @@ def _compile_signatures(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...
 
 
 @record(kw_only=True)
+class Reading:
+    """Another kind of failure the same message reads as, offered beside its family: an API that
+    one release lacks is either removed by a newer release of the package or not yet in the older
+    one installed, and the two need opposite fixes."""
+
+    id: str  # family-..., the finding's rule
+    kind: str
+    cues: tuple[str, ...]  # the message carries one of these, or
+    when: Condition | None  # the facts hold this (neither given: always offered)
+    # ranked above its family when the package the message is about was released well before
+    # the packages declared beside it (the code calling it is newer than it)
+    first_if_subject_older: bool
+    title: str
+    explanation: str
+    fix: str
+    evidence: tuple[str, ...]
+
+    @property
+    def compiled_cues(self) -> tuple[re.Pattern[str], ...]:
+        return _compile_signatures(self.cues)
+
+
+@record(kw_only=True)
 class Family:
     """A failure family: the cues that mark a message as belonging to one kind of failure when no
     rule knows the message. It names the kind and the generic way out, never a specific cause."""
@@ -243,10 +277,18 @@ class Family:
     # facts that make the kind likelier (a CPU-only torch, several GPUs): points added to a
     # message that carries at least one cue of the family, never a finding from facts alone
     boosts: tuple[tuple[int, Condition], ...]
+    # patterns whose `component...` groups catch the package the message is about ("cannot
+    # import name 'x' from 'peft'"): implicated first, and the subject of a reading's direction
+    subjects: tuple[str, ...] = ()
+    readings: tuple[Reading, ...] = ()
     title: str
     explanation: str
     fix: str
     evidence: tuple[str, ...]
+
+    @property
+    def compiled_subjects(self) -> tuple[re.Pattern[str], ...]:
+        return _compile_signatures(self.subjects)
 
     @property
     def compiled_strong(self) -> tuple[re.Pattern[str], ...]:
@@ -538,13 +580,7 @@ def parse_rule(t: Table, file: str) -> Rule:
         if stage not in STAGES:
             raise KnowledgeError(f"{t.where}.stages: unknown stage {stage!r}")
     _check_patterns(rule.signatures, f"{t.where}.signatures")
-    for i, pattern in enumerate(rule.signatures):
-        stray = [g for g in re.compile(pattern).groupindex if not g.startswith(COMPONENT_GROUP)]
-        if stray:
-            raise KnowledgeError(
-                f"{t.where}.signatures[{i}]: named group {stray[0]!r}: only groups named "
-                f"{COMPONENT_GROUP}... are read (they catch an implicated package's name)"
-            )
+    _check_component_groups(rule.signatures, f"{t.where}.signatures")
     if rule.when is None and not rule.signatures:
         raise KnowledgeError(f"{t.where}: a rule needs a `when` condition or signatures")
     if rule.symptom and not rule.signatures:
@@ -561,6 +597,8 @@ def parse_family(t: Table) -> Family:
         weak=t.texts("weak"),
         unless=t.texts("unless"),
         boosts=tuple(_boost(b) for b in tables(t.any("boost"), f"{t.where}.boost")),
+        subjects=t.texts("subjects"),
+        readings=tuple(_reading(r) for r in tables(t.any("reading"), f"{t.where}.reading")),
         title=t.req_text("title"),
         explanation=t.req_text("explanation"),
         fix=t.req_text("fix"),
@@ -569,7 +607,33 @@ def parse_family(t: Table) -> Family:
     t.done()
     for key, patterns in (("strong", family.strong), ("weak", family.weak), ("unless", family.unless)):
         _check_patterns(patterns, f"{t.where}.{key}")
+    _check_component_groups(family.subjects, f"{t.where}.subjects", required=True)
+    for reading in family.readings:
+        if reading.kind == family.kind:
+            raise KnowledgeError(f"{t.where}.reading: kind {reading.kind!r} is the family's own")
     return family
+
+
+def _reading(t: Table) -> Reading:
+    when_raw = t.any("when")
+    reading = Reading(
+        id=t.req_text("id"),
+        kind=t.req_text("kind", choices=KINDS),
+        cues=t.texts("cues"),
+        when=parse_condition(when_raw, f"{t.where}.when") if when_raw is not None else None,
+        first_if_subject_older=bool(t.boolean("first_if_subject_older")),
+        title=t.req_text("title"),
+        explanation=t.req_text("explanation"),
+        fix=t.req_text("fix"),
+        evidence=_sources(t, "evidence"),
+    )
+    t.done()
+    _check_patterns(reading.cues, f"{t.where}.cues")
+    if not reading.id.startswith("family-"):
+        raise KnowledgeError(
+            f"{t.where}.id: {reading.id!r} must start with 'family-' (it is a family's reading)"
+        )
+    return reading
 
 
 def _boost(t: Table) -> tuple[int, Condition]:
@@ -587,6 +651,20 @@ def parse_mention(t: Table) -> Mention:
     t.done()
     _check_patterns(mention.spellings, f"{t.where}.spellings")
     return mention
+
+
+def _check_component_groups(patterns: tuple[str, ...], where: str, required: bool = False) -> None:
+    _check_patterns(patterns, where)
+    for i, pattern in enumerate(patterns):
+        groups = list(re.compile(pattern).groupindex)
+        stray = [g for g in groups if not g.startswith(COMPONENT_GROUP)]
+        if stray:
+            raise KnowledgeError(
+                f"{where}[{i}]: named group {stray[0]!r}: only groups named "
+                f"{COMPONENT_GROUP}... are read (they catch an implicated package's name)"
+            )
+        if required and not groups:
+            raise KnowledgeError(f"{where}[{i}]: needs a group named {COMPONENT_GROUP} (the package)")
 
 
 def _check_patterns(patterns: tuple[str, ...], where: str) -> None:

@@ -12,6 +12,7 @@ import gzip
 import json
 import marshal
 import os
+import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
@@ -460,3 +461,28 @@ def write_snapshot(snapshot: Snapshot, path: Path) -> None:
     with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(data)
     os.replace(tmp, path)
+
+
+class Published(NamedTuple):
+    date: str  # YYYY-MM-DD of the release's first file
+    requires: frozenset[str]  # the PEP 503 names its Requires-Dist lines name (extras too)
+
+
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def published(project: str, version: str) -> Published | None:
+    """When `project` `version` was published and what it requires, if the snapshot holds that
+    release (`2.5.0+cu121` is 2.5.0; `4.28` is the release published as 4.28.0)."""
+    wanted = parse_version(version)
+    snapshot = load_snapshot()
+    if wanted is None or snapshot is None:
+        return None
+    releases = snapshot.project(project)
+    release = releases.get(wanted.public) or next(
+        (r for v, r in releases.items() if parse_version(v) == parse_version(wanted.public)), None
+    )
+    if release is None:
+        return None
+    names = (_REQUIREMENT_NAME.match(line) for line in release.requires_dist or ())
+    return Published(release.uploaded, frozenset(canonicalize_name(m.group(1)) for m in names if m))

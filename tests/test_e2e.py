@@ -68,6 +68,7 @@ from compatsolve import audit as auditing
 from compatsolve import diagnose as diagnosing
 from compatsolve.environment import RunSettings
 from compatsolve.knowledge import load
+from compatsolve.snapshot import published
 from compatsolve.sources.assemble import EnvironmentRequest, build_environments
 
 if sys.version_info >= (3, 11):
@@ -179,7 +180,9 @@ def judge(case: dict[str, Any]) -> list[Any]:
     )
     env = build_environments(request, kb)[0]
     judged = auditing.audit(env, kb)
-    findings, _ = diagnosing.diagnose(case["error"], judged.facts, kb, extra=judged.findings)
+    findings, _ = diagnosing.diagnose(
+        case["error"], judged.facts, kb, extra=judged.findings, published=published
+    )
     return findings
 
 
