@@ -45,6 +45,12 @@ Two suites:
   1, 2, 8, 7, 4, 6 (28/96); the session-4 code 4, 5, 10, 11, 8, 9 (47/96, 46 first); the final
   code 4, 4, 10, 12, 8, 9 (47/96, 46 first); no false alarm. The session's 24 new rules and cues,
   read from heldout10-33's misses, gained one case there and lost one to a label boundary.
+  Session 6: heldout40-45 (94 environmental, 25 not) were collected at its start, after the
+  family readings (a missing name read both as removed by a newer release and as not yet in an
+  older one, ordered by PyPI release dates) were written, and scored before anyone looked at
+  them: rules alone 4, 3, 6, 5, 4, 3 (25/94, 24 first); the session-5 code 5, 4, 6, 7, 6, 8
+  (36/94, 35 first); with the readings 6, 5, 6, 7, 6, 8 (38/94, 35 first); false alarms 2/25
+  with each (heldout41, heldout45, accepted below).
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -117,6 +123,12 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout37": (0.75, 0.75),
     "heldout38": (0.50, 0.50),
     "heldout39": (0.55, 0.55),
+    "heldout40": (0.40, 0.25),
+    "heldout41": (0.30, 0.25),
+    "heldout42": (0.35, 0.35),
+    "heldout43": (0.40, 0.40),
+    "heldout44": (0.40, 0.40),
+    "heldout45": (0.50, 0.50),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -138,6 +150,12 @@ FLOORS = {  # suite: (detection, ranked first)
 # heldout29: "cpu_adam.so: cannot open shared object file" after a DeepSpeed CPU-Adam JIT build:
 # stale-torch-extensions-jit-cache names that failure; the thread's cause was a DeepSpeed bug fixed in
 # its code (the same claim with the session-start code and with the rules alone).
+# heldout41: "Watchdog caught collective operation timeout: WorkNCCL(...ALLREDUCE...)" while one rank
+# tokenized a large corpus: distributed-timeout-while-rank0-preprocesses-or-loads (config-error) names
+# exactly that; the collector judged the cause the user's data preparation, not the environment.
+# heldout45: "version `GLIBC_2.34' not found (required by tgpt)": binary-needs-newer-glibc names the
+# message; the thread's cause was a release binary linked dynamically by mistake, re-released.
+# Both were claimed the same way by the rules alone and by the session-5 code at collection.
 ACCEPTED_FALSE_ALARMS = {
     "heldout11": 2,
     "heldout12": 1,
@@ -145,6 +163,8 @@ ACCEPTED_FALSE_ALARMS = {
     "heldout24": 1,
     "heldout25": 1,
     "heldout29": 1,
+    "heldout41": 1,
+    "heldout45": 1,
 }
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
