@@ -34,6 +34,7 @@ SCORE = 0.05  # rank: below every rule-based finding (the lowest is a general ru
 # Only the end of a long log: the failure is there, and configuration dumps and progress lines
 # before it are full of words ("distributed", "memory", "version") that are cues out of context.
 TAIL = 20_000
+MAX_DECLARED = 4
 READING_STEP = 0.005  # a family's other reading ranks just below it, or just above when the facts say so
 # Two releases this far apart were written against different APIs of each other: a release
 # cadence of a month or two for transformers, peft, trl, vLLM gives several releases in between.
@@ -85,7 +86,10 @@ def family_findings(
     findings = []
     for points, _, family, has_strong in offered:
         subjects = [c for c in _subjects(family, text) if c in known]
-        components = tuple(dict.fromkeys((*family.components, *subjects, *named, *ran)))
+        implied = [c for c, when in family.implicates if when.evaluate(facts) is Truth.TRUE]
+        components = tuple(dict.fromkeys((*family.components, *implied, *subjects, *named, *ran)))
+        if family.declared_packages and not set(components) - SPECIAL_COMPONENTS:
+            components += _few_declared(facts)
         # the facts its boosts read that nobody gave: what would sharpen this reading
         missing = sorted({name for _, when in family.boosts for name in when.facts()} - facts.keys())
         explanation = family.explanation
@@ -187,6 +191,13 @@ def _readings(
             )
         )
     return out
+
+
+def _few_declared(facts: Mapping[str, Any]) -> tuple[str, ...]:
+    """The packages a user declared (`--with`, a short report), when they are few enough to be
+    the ones in question; a whole environment's hundreds say nothing about this message."""
+    declared = tuple(fact[4:] for fact in facts if fact.startswith("pkg.") and facts[fact] != "-")
+    return declared if len(declared) <= MAX_DECLARED else ()
 
 
 def _known_packages(kb: Knowledge, facts: Mapping[str, Any]) -> set[str]:

@@ -281,6 +281,11 @@ class Family:
     # import name 'x' from 'peft'"): implicated first, and the subject of a reading's direction
     subjects: tuple[str, ...] = ()
     readings: tuple[Reading, ...] = ()
+    # components the kind implicates when the facts hold ("no NCCL on Windows": the OS)
+    implicates: tuple[tuple[str, Condition], ...] = ()
+    # the kind is about the declared packages (their pins, their APIs): when the message names
+    # no package, the few the user declared are the ones implicated
+    declared_packages: bool = False
     title: str
     explanation: str
     fix: str
@@ -599,6 +604,8 @@ def parse_family(t: Table) -> Family:
         boosts=tuple(_boost(b) for b in tables(t.any("boost"), f"{t.where}.boost")),
         subjects=t.texts("subjects"),
         readings=tuple(_reading(r) for r in tables(t.any("reading"), f"{t.where}.reading")),
+        implicates=tuple(_implicate(i) for i in tables(t.any("implicates"), f"{t.where}.implicates")),
+        declared_packages=bool(t.boolean("declared_packages")),
         title=t.req_text("title"),
         explanation=t.req_text("explanation"),
         fix=t.req_text("fix"),
@@ -612,6 +619,13 @@ def parse_family(t: Table) -> Family:
         if reading.kind == family.kind:
             raise KnowledgeError(f"{t.where}.reading: kind {reading.kind!r} is the family's own")
     return family
+
+
+def _implicate(t: Table) -> tuple[str, Condition]:
+    component = t.req_text("component")
+    when = parse_condition(t.any("when"), f"{t.where}.when")
+    t.done()
+    return component, when
 
 
 def _reading(t: Table) -> Reading:

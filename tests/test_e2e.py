@@ -74,6 +74,7 @@ from compatsolve import audit as auditing
 from compatsolve import diagnose as diagnosing
 from compatsolve.environment import RunSettings
 from compatsolve.knowledge import load
+from compatsolve.names import canonicalize_name
 from compatsolve.snapshot import published
 from compatsolve.sources.assemble import EnvironmentRequest, build_environments
 
@@ -207,9 +208,9 @@ def judge(case: dict[str, Any]) -> list[Any]:
 
 
 def _hit(finding: Any, case: dict[str, Any]) -> bool:
-    return finding.kind == case["kind"] and (
-        not case.get("components") or bool(set(finding.components) & set(case["components"]))
-    )
+    # components are normalized PyPI names (shared/taxonomy.md): a case's "llama.cpp" is llama-cpp
+    expected = {canonicalize_name(c) for c in case.get("components", ())}
+    return finding.kind == case["kind"] and (not expected or bool(set(finding.components) & expected))
 
 
 def _cited_urls() -> set[str]:

@@ -102,6 +102,37 @@ def test_components_from_the_message_the_declared_packages_and_the_engine() -> N
     assert found[0].components == ("llama-cpp",)
 
 
+def test_facts_implicate_what_the_kind_names_by_definition() -> None:
+    """ "no NCCL on Windows" (the taxonomy's multi-gpu-communication) implicates the OS; a build
+    that found no wheel implicates the Python, OS and toolkit it did not fit."""
+    kb = load()
+    nccl = "RuntimeError: Distributed package doesn't have NCCL built in"
+    windows = family_findings(nccl, {"os.name": "windows"}, kb)[0]
+    linux = family_findings(nccl, {"os.name": "linux"}, kb)[0]
+    assert windows.kind == linux.kind == "multi-gpu-communication"
+    assert "os" in windows.components and "os" not in linux.components
+    build = "Getting requirements to build wheel: finished with status 'error'"
+    bare = family_findings(build, {}, kb)[0]
+    given = family_findings(build, {"python.version": "3.13.2", "os.name": "windows"}, kb)[0]
+    assert bare.kind == given.kind == "build-from-source-failure"
+    assert not {"python", "os"} & set(bare.components)
+    assert {"python", "os"} <= set(given.components)
+
+
+def test_a_few_declared_packages_stand_in_when_the_message_names_none() -> None:
+    kb = load()
+    error = "TypeError: forward() got an unexpected keyword argument 'cache_position'"
+    few = {"pkg.torch": "2.1.1", "pkg.unsloth": "2024.1"}
+    found = family_findings(error, few, kb)
+    assert found[0].kind == "api-removed-in-newer-library"
+    assert {"torch", "unsloth"} <= set(found[0].components)
+    many = {f"pkg.lib{i}": "1.0" for i in range(20)}
+    assert all(not f.components for f in family_findings(error, many, kb) if f.kind == found[0].kind)
+    # a package the message names is the one in question, not the declared rest
+    named = family_findings("cannot import name 'x' from 'peft'", few, kb)[0]
+    assert "peft" in named.components and "unsloth" not in named.components
+
+
 def _environment_finding(kind: str, rule: str = "some-fact-rule") -> Finding:
     return Finding(
         rule=rule,
