@@ -51,6 +51,11 @@ Two suites:
   them: rules alone 4, 3, 6, 5, 4, 3 (25/94, 24 first); the session-5 code 5, 4, 6, 7, 6, 8
   (36/94, 35 first); with the readings 6, 5, 6, 7, 6, 8 (38/94, 35 first); false alarms 2/25
   with each (heldout41, heldout45, accepted below).
+  heldout46-51 (80 environmental, 23 not) were collected after the readings and the components
+  the families' kinds implicate by definition were committed, and scored before anyone looked at
+  them: rules alone 5, 2, 2, 3, 3, 6 (21/80); the session-5 code 9, 3, 5, 5, 5, 7 (34/80, all
+  first); the session-6 code 9, 4, 6, 5, 5, 8 (37/80, 35 first); false alarms 2/23 with each
+  (heldout46, heldout51, accepted below).
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -130,6 +135,12 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout43": (0.40, 0.40),
     "heldout44": (0.40, 0.40),
     "heldout45": (0.50, 0.50),
+    "heldout46": (0.75, 0.75),
+    "heldout47": (0.30, 0.20),
+    "heldout48": (0.35, 0.30),
+    "heldout49": (0.45, 0.45),
+    "heldout50": (0.40, 0.40),
+    "heldout51": (0.50, 0.50),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -156,7 +167,11 @@ FLOORS = {  # suite: (detection, ranked first)
 # exactly that; the collector judged the cause the user's data preparation, not the environment.
 # heldout45: "version `GLIBC_2.34' not found (required by tgpt)": binary-needs-newer-glibc names the
 # message; the thread's cause was a release binary linked dynamically by mistake, re-released.
-# Both were claimed the same way by the rules alone and by the session-5 code at collection.
+# heldout46: "version `GLIBCXX_3.4.32' not found" in LocalAI's NeMo backend image:
+# system-libstdcxx-too-old-for-binary names it; the cause was the image's own build, fixed by LocalAI.
+# heldout51: "ggml was not compiled with any CUDA arch <= 750": ggml-cuda-binary-lacks-gpu-arch-device-code
+# names it; the thread bisected it to a llama.cpp regression, the build was fine.
+# All four were claimed the same way by the rules alone and by the session-5 code at collection.
 ACCEPTED_FALSE_ALARMS = {
     "heldout11": 2,
     "heldout12": 1,
@@ -166,6 +181,8 @@ ACCEPTED_FALSE_ALARMS = {
     "heldout29": 1,
     "heldout41": 1,
     "heldout45": 1,
+    "heldout46": 1,
+    "heldout51": 1,
 }
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
