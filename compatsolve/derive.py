@@ -56,6 +56,7 @@ def derive(facts: dict[str, Any], kb: Knowledge) -> dict[str, Any]:
         if major is not None:
             out[name] = major
     _torch_arch(out, kb)
+    _gfx_supported(out, kb)
     model_id = out.get("model.id")
     card = kb.model(str(model_id)) if model_id else None
     if card is not None:
@@ -90,6 +91,36 @@ def _torch_arch(out: dict[str, Any], kb: Knowledge) -> None:
     out["torch.arch_covered"] = any(
         v is not None and v.release[0] == gpu.release[0] and v <= gpu for v in listed
     )
+
+
+def _gfx_supported(out: dict[str, Any], kb: Knowledge) -> None:
+    """`gpu.rocm_supported`, `gpu.ollama_supported`: is the AMD GPU's gfx target listed as
+    supported for this OS? ROCm: by the release of torch's rocmX.Y variant when its list is held,
+    else by any ROCm release listed (a target no release lists is unsupported whichever is
+    installed). A tool: by its newest documentation held. With the OS unknown, only an answer
+    that Linux and Windows share is given."""
+    gfx = out.get("gpu.gfx")
+    if not isinstance(gfx, str):
+        return
+    variant = str(out.get("torch.variant") or "")
+    rocm = variant.removeprefix("rocm") if variant.startswith("rocm") else None
+    os_name = out.get("os.name")
+    systems = (os_name,) if isinstance(os_name, str) else ("linux", "windows")
+    for subject in dict.fromkeys(s.subject for s in kb.gfx_support):
+        answers = {_listed(gfx, subject, system, rocm, kb) for system in systems}
+        if len(answers) == 1 and None not in answers:
+            out[f"gpu.{subject}_supported"] = answers.pop()
+
+
+def _listed(gfx: str, subject: str, os_name: str, rocm: str | None, kb: Knowledge) -> bool | None:
+    lists = [s for s in kb.gfx_support if s.subject == subject and s.os == os_name]
+    if not lists:
+        return None
+    if subject == "rocm":
+        release = [s for s in lists if rocm and s.version and (s.version + ".").startswith(rocm + ".")]
+        return any(gfx in s.gfx for s in (release or lists))
+    newest = max(lists, key=lambda s: s.as_of or "")
+    return gfx in newest.gfx
 
 
 def _memory(out: dict[str, Any]) -> None:

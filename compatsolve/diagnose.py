@@ -22,7 +22,7 @@ GENERAL = 0.25  # below any specific rule matching the same text, whatever their
 AGREEING = 0.2  # an environment problem of the kind the message reads as: above its family
 FALLBACK = 0.04  # an environment problem offered for a message nothing reads: below any family
 MAX_POSSIBLE = 3
-POSSIBLE = "Possible cause (the message names nothing known; the facts establish this): "
+POSSIBLE = "Possible cause (no rule names this message; the facts establish this): "
 
 
 def normalise(text: str) -> str:
@@ -81,7 +81,8 @@ def diagnose(
 
     When nothing explains the message: the failure families it reads as (warnings), and before
     them any problem the facts establish in the `environment` (default: `extra`) of a kind the
-    message reads as — the message and the facts then point at the same kind of failure.
+    message reads as — the message and the facts then point at the same kind of failure; when
+    none is of such a kind, the facts' error-severity problems last, as possible causes.
     `published` (compatsolve.snapshot.published) orders a family's readings by release dates."""
     text = normalise(error)  # once: a log may be 400,000 characters
     found, ruled_out = _candidates(text, facts, kb)
@@ -109,7 +110,7 @@ def diagnose(
         # (rule, title): one check such as requires-dist reports several conflicts
         promoted = {(f.rule, f.title) for f in agreeing}
         found = [f for f in found if (f.rule, f.title) not in promoted] + agreeing + families
-        if not families:
+        if not agreeing:  # the facts' own problems, ranked after what the message reads as
             found += _possible_causes(problems)
     return order(found, error_given=True), ruled_out
 

@@ -154,7 +154,16 @@ class Environment:
             if all(mems):
                 out["gpu.vram_gib"] = round(min(m for m in mems if m) / 1024, 1)
             model = catalog.gpu(first.catalog_id or first.name) if catalog is not None else None
+            amd = catalog.amd_gpu(first.catalog_id or first.name) if catalog and model is None else None
+            if amd is not None:
+                out["gpu.vendor"] = "amd"
+                out["gpu.gfx"] = amd.gfx
+                out["gpu.arch"] = amd.architecture
+                out["gpu.segment"] = amd.segment
+                if len(self.gpus) == 1 and amd.memory_gib and "gpu.vram_gib" not in out:
+                    out["gpu.vram_gib"] = amd.memory_gib
             if model is not None:
+                out["gpu.vendor"] = "nvidia"
                 out["gpu.arch"] = model.architecture
                 out["gpu.segment"] = model.segment
                 if len(self.gpus) == 1:

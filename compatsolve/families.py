@@ -297,6 +297,7 @@ def _vocabulary(kb: Knowledge) -> tuple[tuple[tuple[str, re.Pattern[str]], ...],
     for mention in kb.mentions:
         spellings.setdefault(mention.component, []).extend(mention.spellings)
     spellings.setdefault("gpu", []).extend(re.escape(a) for g in kb.gpus for a in g.aliases)
+    spellings["gpu"].extend(re.escape(a) for g in kb.amd_gpus for a in g.aliases)
     spellings.setdefault("model", []).extend(re.escape(m.series) for m in kb.models if m.series)
     vocabulary = (
         tuple(

@@ -52,10 +52,16 @@ def lint(root: Path, tests_dir: Path | None) -> list[str]:
         return [str(exc)]
     problems: list[str] = []
     problems += _duplicates("rule id", [(r.id, r.file) for r in kb.rules])
-    problems += _duplicates("gpu id", [(g.id, "knowledge/gpus.toml") for g in kb.gpus])
+    problems += _duplicates(
+        "gpu id",
+        [(g.id, "knowledge/gpus.toml") for g in kb.gpus]
+        + [(g.id, "knowledge/amd.toml") for g in kb.amd_gpus],
+    )
     problems += _duplicates("model id", [(m.id, "knowledge/models.toml") for m in kb.models])
     problems += _duplicates(
-        "gpu alias", [(a.lower(), "knowledge/gpus.toml") for g in kb.gpus for a in g.aliases]
+        "gpu alias",
+        [(a.lower(), "knowledge/gpus.toml") for g in kb.gpus for a in g.aliases]
+        + [(a.lower(), "knowledge/amd.toml") for g in kb.amd_gpus for a in g.aliases],
     )
     problems += _duplicates(
         "model alias",
@@ -131,6 +137,10 @@ def _components(kb: Knowledge) -> Iterable[tuple[str, str]]:
 def _all_sources(kb: Knowledge) -> Iterable[tuple[str, tuple[str, ...]]]:
     for g in kb.gpus:
         yield f"knowledge/gpus.toml: gpu {g.id}", g.sources
+    for a in kb.amd_gpus:
+        yield f"knowledge/amd.toml: amd_gpu {a.id}", a.sources
+    for s in kb.gfx_support:
+        yield f"knowledge/amd.toml: gfx_support {s.subject} {s.version or ''} {s.os}", s.sources
     for c in kb.cuda:
         yield f"knowledge/cuda.toml: cuda {c.version}", c.sources
     for t in kb.torch:
@@ -232,6 +242,7 @@ def stats(kb: Knowledge, snapshot: dict[str, Any] | None) -> dict[str, Any]:
         "rules_by_tier": dict(sorted(Counter(r.tier for r in kb.rules).items())),
         "rules_by_severity": dict(sorted(Counter(r.severity for r in kb.rules).items())),
         "gpus": len(kb.gpus),
+        "amd_gpus": len(kb.amd_gpus),
         "models": len(kb.models),
         "cuda_releases": len(kb.cuda),
         "torch_releases": len(kb.torch),

@@ -55,6 +55,14 @@ ARCHITECTURES = frozenset(
     {"kepler", "maxwell", "pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"}
 )
 SEGMENTS = frozenset({"datacenter", "workstation", "consumer"})
+AMD_ARCHITECTURES = frozenset(
+    {"gcn4", "gcn5", "rdna1", "rdna2", "rdna3", "rdna3.5", "rdna4", "cdna1", "cdna2", "cdna3", "cdna4"}
+)
+AMD_SEGMENTS = SEGMENTS | {"integrated"}
+OS_NAMES = frozenset({"linux", "windows", "wsl", "macos"})
+_AMD_BRAND_WORDS = frozenset({"amd", "radeon", "instinct"})
+# whose gfx support lists knowledge/amd.toml holds: each gives the derived fact gpu.<subject>_supported
+GFX_SUPPORT_SUBJECTS = frozenset({"rocm", "ollama"})
 SCHEMA_VERSION = 1
 
 
@@ -92,6 +100,34 @@ class GpuModel:
     fp4: bool | None
     p2p: str | None
     p2p_note: str | None
+    sources: tuple[str, ...]
+
+
+@record(kw_only=True)
+class AmdGpu:
+    """An AMD GPU. ROCm and the tools bundling it build kernels per LLVM gfx target, so the target
+    (not a compute capability) decides which binaries run on it."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...]
+    gfx: str  # LLVM processor, "gfx1032"
+    architecture: str  # AMD_ARCHITECTURES
+    segment: str
+    memory_gib: float | None
+    sources: tuple[str, ...]
+
+
+@record(kw_only=True)
+class GfxSupport:
+    """The gfx targets a ROCm release, or a tool's documentation, lists as supported on one OS."""
+
+    subject: str  # "rocm", or the tool ("ollama")
+    version: str | None  # the ROCm release, where the source names it
+    as_of: str | None  # YYYY-MM-DD of a tool's documentation at the cited commit
+    os: str
+    gfx: tuple[str, ...]
+    note: str | None
     sources: tuple[str, ...]
 
 
@@ -347,8 +383,11 @@ class Knowledge:
     triage: tuple[TriageRecord, ...]
     families: tuple[Family, ...] = ()
     mentions: tuple[Mention, ...] = ()
+    amd_gpus: tuple[AmdGpu, ...] = ()
+    gfx_support: tuple[GfxSupport, ...] = ()
     problems: tuple[str, ...] = ()  # non-fatal problems found while loading (for kb lint)
     _gpu_index: dict[str, GpuModel] = field(default_factory=dict, repr=False)
+    _amd_index: dict[str, AmdGpu] = field(default_factory=dict, repr=False)
     _model_index: dict[str, ModelCard] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -358,9 +397,23 @@ class Knowledge:
         for model in self.models:
             for name in (model.id, model.hf_repo, model.hf_repo.split("/")[-1], *model.aliases):
                 self._model_index.setdefault(alias_key(name), model)
+        for amd in self.amd_gpus:
+            for name in (amd.id, amd.name, *amd.aliases):
+                self._amd_index.setdefault(alias_key(name), amd)
 
     def gpu(self, name: str) -> GpuModel | None:
         return self._gpu_index.get(alias_key(name))
+
+    def amd_gpu(self, name: str) -> AmdGpu | None:
+        """An AMD GPU by id, name or alias; NVIDIA's catalog is looked up first by callers, so a
+        name both could mean is an NVIDIA card."""
+        found = self._amd_index.get(alias_key(name))
+        if found is None:  # "AMD Radeon RX Vega56", "AMD Instinct MI50": the brand words are optional
+            words = name.split()
+            while words and words[0].lower() in _AMD_BRAND_WORDS:
+                words = words[1:]
+            found = self._amd_index.get(alias_key(" ".join(words))) if words else None
+        return found
 
     def gpu_suggestions(self, name: str) -> list[str]:
         return _suggest(
@@ -445,6 +498,41 @@ def _gpu(t: Table) -> GpuModel:
     )
     t.done()
     return gpu
+
+
+def _amd_gpu(t: Table) -> AmdGpu:
+    gpu = AmdGpu(
+        id=t.req_text("id"),
+        name=t.req_text("name"),
+        aliases=t.texts("aliases"),
+        gfx=t.req_text("gfx"),
+        architecture=t.req_text("architecture", choices=AMD_ARCHITECTURES),
+        segment=t.req_text("segment", choices=AMD_SEGMENTS),
+        memory_gib=t.number("memory_gib"),
+        sources=_sources(t),
+    )
+    t.done()
+    if not re.fullmatch(r"gfx[0-9a-f]{3,4}", gpu.gfx):
+        raise KnowledgeError(f"{t.where}.gfx: {gpu.gfx!r} is not an LLVM gfx target like gfx1032")
+    return gpu
+
+
+def _gfx_support(t: Table) -> GfxSupport:
+    support = GfxSupport(
+        subject=t.req_text("subject", choices=GFX_SUPPORT_SUBJECTS),
+        version=t.text("version"),
+        as_of=t.text("as_of"),
+        os=t.req_text("os", choices=OS_NAMES),
+        gfx=t.texts("gfx", required=True),
+        note=t.text("note"),
+        sources=_sources(t),
+    )
+    t.done()
+    if support.subject != "rocm" and not support.as_of:
+        raise KnowledgeError(f"{t.where}.as_of: a tool's list needs the date of the documentation read")
+    if support.as_of and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", support.as_of):
+        raise KnowledgeError(f"{t.where}.as_of: {support.as_of!r} is not a date like 2026-08-21")
+    return support
 
 
 def _cuda(t: Table) -> CudaRelease:
@@ -711,6 +799,7 @@ def parse_knowledge(root: Path) -> Knowledge:
     ext_file, ext_doc = top("extensions.toml")
     model_file, model_doc = top("models.toml")
     families_file, families_doc = top("families.toml")
+    amd_file, amd_doc = top("amd.toml")
 
     rules: list[Rule] = []
     extra_evidence: dict[str, list[str]] = {}
@@ -769,6 +858,10 @@ def parse_knowledge(root: Path) -> Knowledge:
         ),
         mentions=tuple(
             parse_mention(t) for t in tables(families_doc.get("mention"), f"{families_file}: mention")
+        ),
+        amd_gpus=tuple(_amd_gpu(t) for t in tables(amd_doc.get("amd_gpu"), f"{amd_file}: amd_gpu")),
+        gfx_support=tuple(
+            _gfx_support(t) for t in tables(amd_doc.get("gfx_support"), f"{amd_file}: gfx_support")
         ),
     )
 

@@ -93,6 +93,18 @@ def machine_of(env: Environment, kb: Knowledge, python: str | None, label: str) 
     py = parse_version(python or env.python_version or "3.11")
     assert py is not None
     ccs = tuple(v for v in (parse_version(g.cc) for g in env.gpus or () if g.cc) if v is not None)
+    amd = sorted(
+        {
+            g.name
+            for g in env.gpus or ()
+            if kb.gpu(g.catalog_id or g.name) is None and kb.amd_gpu(g.catalog_id or g.name)
+        }
+    )
+    if amd:
+        raise InputError(
+            f"{label}: {', '.join(amd)} is an AMD GPU: plans are for NVIDIA CUDA stacks "
+            "(`compatsolve audit --target` judges an AMD machine against ROCm's and Ollama's support lists)"
+        )
     if env.gpus and len(ccs) < len(env.gpus):
         names = ", ".join(sorted({g.name for g in env.gpus if not g.cc}))
         raise InputError(f"{label}: compute capability of {names} is unknown: give cc= in --target")

@@ -26,6 +26,8 @@ Facts = Mapping[str, FactValue]
 KNOWN_FACTS = frozenset(
     {
         "gpu.name",
+        "gpu.vendor",
+        "gpu.gfx",
         "gpu.count",
         "gpu.cc",
         "gpu.arch",
@@ -90,6 +92,8 @@ DERIVED_FACTS = frozenset(
         "memory.full_finetune_gib",
         "run.tp_divides_heads",
         "run.gpus_used",
+        "gpu.rocm_supported",
+        "gpu.ollama_supported",
     }
 )
 

@@ -93,7 +93,8 @@ def _build(values: dict[str, str], kb: Knowledge, lenient: bool) -> Environment:
             fields["gpus"] = ()
         else:
             model = kb.gpu(name)
-            if model is None:
+            amd = kb.amd_gpu(name) if model is None else None
+            if model is None and amd is None:
                 close = kb.gpu_suggestions(name)
                 hint = (
                     f"; did you mean: {', '.join(close)}?" if close else " (knowledge/gpus.toml lists them)"
@@ -107,13 +108,14 @@ def _build(values: dict[str, str], kb: Knowledge, lenient: bool) -> Environment:
                         message=f"GPU {name!r} is not in the GPU catalog{hint}",
                     )
                 )
-            memory = vram if vram is not None else (model.memory_gib if model else None)
+            known = model or amd
+            memory = vram if vram is not None else (known.memory_gib if known else None)
             fields["gpus"] = tuple(
                 Gpu(
                     index=i,
-                    name=model.name if model else name,
+                    name=known.name if known else name,
                     cc=cc or (model.cc if model else None),
-                    catalog_id=model.id if model else None,
+                    catalog_id=known.id if known else None,
                     memory_total_mib=int(memory * 1024) if memory else None,
                 )
                 for i in range(count or 1)
