@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from compatsolve.families import Publications, family_findings, rule_readings
+from compatsolve.families import Publications, family_findings, mentioned_components, rule_readings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
-from compatsolve.knowledge import Knowledge, captured_components
+from compatsolve.knowledge import SPECIAL_COMPONENTS, Knowledge, captured_components
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
 from compatsolve.prefilter import may_match
 from compatsolve.records import replace
@@ -22,6 +22,10 @@ GENERAL = 0.25  # below any specific rule matching the same text, whatever their
 AGREEING = 0.2  # an environment problem of the kind the message reads as: above its family
 FALLBACK = 0.04  # an environment problem offered for a message nothing reads: below any family
 MAX_POSSIBLE = 3
+IF_INSTALLED = (
+    "Possible cause if {} is installed at the version this names "
+    "(the message names it; the facts establish the rest): "
+)
 POSSIBLE = "Possible cause (no rule names this message; the facts establish this): "
 
 
@@ -112,6 +116,7 @@ def diagnose(
         found = [f for f in found if (f.rule, f.title) not in promoted] + agreeing + families
         if not agreeing:  # the facts' own problems, ranked after what the message reads as
             found += _possible_causes(problems)
+            found += _if_installed(text, facts, kb)
     return order(found, error_given=True), ruled_out
 
 
@@ -134,6 +139,40 @@ def _possible_causes(environment: list[Finding]) -> list[Finding]:
         )
         for f in problems[:MAX_POSSIBLE]
     ]
+
+
+def _if_installed(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Finding]:
+    """A message that names a package the facts do not declare ("pip install flash-attn fails" on
+    a Tesla M40): the rules about that package whose other facts all hold here (FlashAttention-2
+    needs compute capability 8.0) are possible causes, if it is installed at the version they
+    name. Only rules the known facts take part in: one about the package alone says nothing about
+    this machine."""
+    named = [c for c in mentioned_components(text, kb, facts) if c not in SPECIAL_COMPONENTS]
+    undeclared = [c for c in named if f"pkg.{c}" not in facts]
+    if not undeclared:
+        return []
+    out = []
+    for rule in kb.rules:
+        about = [c for c in undeclared if c in rule.components]
+        if not about or rule.when is None or rule.symptom:
+            continue
+        assumed = frozenset(f"pkg.{c}" for c in about)
+        if not (rule.when.facts() - assumed) & facts.keys():
+            continue
+        if rule.when.evaluate(facts) is Truth.UNKNOWN and rule.when.evaluate(facts, assumed) is Truth.TRUE:
+            finding = Finding.from_rule(rule)
+            out.append(
+                replace(
+                    finding,
+                    severity="warning",
+                    title=IF_INSTALLED.format(", ".join(about)) + finding.title,
+                    confidence=round(finding.confidence * 0.4, 2),
+                    explains_error=True,
+                    score=FALLBACK - 0.005,
+                )
+            )
+    out.sort(key=lambda f: -f.confidence)
+    return out[:MAX_POSSIBLE]
 
 
 def reported_conflicts(error: str, findings: list[Finding]) -> list[Finding]:

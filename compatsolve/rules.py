@@ -169,8 +169,12 @@ class FactTest:
     equals: tuple[FactValue, ...] = ()  # any of these values
     presence: bool | None = None  # "*" -> True (known), "-" -> False (absent)
 
-    def evaluate(self, facts: Facts) -> Truth:
+    def evaluate(self, facts: Facts, assumed: frozenset[str] = frozenset()) -> Truth:
         value = facts.get(self.fact)
+        if value is None and self.fact in assumed:
+            # a hypothesis: the fact is taken to be whatever the test asks ("installed at a
+            # version in this range"), except its absence
+            return _truth(self.presence is not False)
         if self.presence is not None:
             # Presence is decidable only for facts a source enumerates completely (packages).
             if value is not None:
@@ -208,11 +212,14 @@ class Condition:
     any_of: tuple[Condition, ...] = ()
     none_of: Condition | None = None
 
-    def evaluate(self, facts: Facts) -> Truth:
-        parts = [test.evaluate(facts) for test in self.tests]
+    def evaluate(self, facts: Facts, assumed: frozenset[str] = frozenset()) -> Truth:
+        """TRUE, FALSE or UNKNOWN; `assumed` facts that are not known hold as tested (see
+        FactTest.evaluate): "what if this package were installed at the version the rule names"."""
+        parts = [test.evaluate(facts, assumed) for test in self.tests]
         if self.any_of:
-            parts.append(_any([alt.evaluate(facts) for alt in self.any_of]))
+            parts.append(_any([alt.evaluate(facts, assumed) for alt in self.any_of]))
         if self.none_of is not None:
+            # never assume inside a `not`: that would assume the package's absence
             parts.append(_not(self.none_of.evaluate(facts)))
         return _all(parts)
 

@@ -370,3 +370,19 @@ def test_no_possible_causes_when_the_message_is_read_or_the_facts_establish_noth
         "torch==2.7.0+cu128",
     )
     assert not any(rule == "torch-kernels-miss-gpu-arch" for rule, _, _ in rows)
+
+
+def test_a_named_package_the_facts_do_not_declare_is_tried_as_installed() -> None:
+    """ "pip install flash-attn fails" on a Tesla M40 (cc 5.2): the flash-attn rules whose GPU
+    facts hold here are possible causes, if flash-attn is installed at the version they name."""
+    error = "i run the pip install flash-attn, but it fails"
+    code, rows = _rows("diagnose", "--error", error, "--target", "Tesla M40")
+    hypotheses = [r for r in rows if r[0].startswith("flash-attn")]
+    assert hypotheses and all(sev == "warning" and explains for _, sev, explains in hypotheses)
+    assert code == 0
+    # a GPU that the kernels cover: nothing to suppose
+    _, rows = _rows("diagnose", "--error", error, "--target", "A100")
+    assert not [r for r in rows if r[0].startswith("flash-attn")]
+    # declared, the package is a fact, not a supposition: the rule itself decides
+    _, rows = _rows("diagnose", "--error", error, "--target", "A100", "--with", "flash-attn==2.5.8")
+    assert not [r for r in rows if r[0].startswith("flash-attn") and r[2]]

@@ -345,3 +345,21 @@ def test_evaluation_never_raises_and_not_is_involutive(when: dict, facts: dict) 
 @given(when=_WHEN, facts=_FACTS, extra=st.text(min_size=1, max_size=8))
 def test_unrelated_facts_do_not_change_the_answer(when: dict, facts: dict, extra: str) -> None:
     assert ev(when, facts) is ev(when, {**facts, f"unrelated.{extra}": "x"})
+
+
+def test_an_assumed_fact_holds_as_tested_but_never_as_absent() -> None:
+    from compatsolve.rules import Truth, parse_condition
+
+    cond = parse_condition({"pkg.flash-attn": ">=2", "gpu.cc": "<8.0"}, "t")
+    facts = {"gpu.cc": "7.5"}
+    assert cond.evaluate(facts) is Truth.UNKNOWN
+    assert cond.evaluate(facts, frozenset({"pkg.flash-attn"})) is Truth.TRUE
+    assert cond.evaluate({"gpu.cc": "8.6"}, frozenset({"pkg.flash-attn"})) is Truth.FALSE
+    # a known fact is never overridden by the assumption
+    known = {"gpu.cc": "7.5", "pkg.flash-attn": "1.0.9"}
+    assert cond.evaluate(known, frozenset({"pkg.flash-attn"})) is Truth.FALSE
+    # "absent" is not assumed, and nothing is assumed inside a `not`
+    absent = parse_condition({"pkg.flash-attn": "-", "gpu.cc": "<8.0"}, "t")
+    assert absent.evaluate(facts, frozenset({"pkg.flash-attn"})) is Truth.FALSE
+    negated = parse_condition({"gpu.cc": "<8.0", "not": {"pkg.flash-attn": "*"}}, "t")
+    assert negated.evaluate(facts, frozenset({"pkg.flash-attn"})) is Truth.UNKNOWN
