@@ -52,6 +52,7 @@ class Gpu:
     memory_total_mib: int | None = None
     memory_free_mib: int | None = None
     catalog_id: str | None = None  # matching knowledge/gpus.toml entry, when known
+    gfx: str | None = None  # an AMD GPU's LLVM target ("gfx1032"), from the kfd topology
 
 
 @record(kw_only=True)
@@ -162,6 +163,13 @@ class Environment:
                 out["gpu.segment"] = amd.segment
                 if len(self.gpus) == 1 and amd.memory_gib and "gpu.vram_gib" not in out:
                     out["gpu.vram_gib"] = amd.memory_gib
+            elif first.gfx:  # probed: the target is known, the card is not
+                out["gpu.vendor"] = "amd"
+                out["gpu.gfx"] = first.gfx
+                if catalog is not None:
+                    archs = {g.architecture for g in catalog.amd_gpus if g.gfx == first.gfx}
+                    if len(archs) == 1:
+                        out["gpu.arch"] = archs.pop()
             if model is not None:
                 out["gpu.vendor"] = "nvidia"
                 out["gpu.arch"] = model.architecture

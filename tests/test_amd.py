@@ -126,3 +126,13 @@ def test_malformed_amd_entries_are_load_errors(tmp_path: Path, body: str, messag
     (root / "amd.toml").write_text(body)
     with pytest.raises(KnowledgeError, match=message):
         parse_knowledge(root)
+
+
+def test_a_pasted_report_naming_an_amd_gpu_resolves_it() -> None:
+    from compatsolve.sources.report import parse_report
+
+    # written for this test in collect_env's "key: value" layout
+    text = "PyTorch version: 2.4.1+rocm6.1\nGPU models and configuration: AMD Radeon RX 6600\n"
+    env = parse_report(text, "report", load())
+    assert env.gpus is not None and env.gpus[0].gfx == "gfx1032"
+    assert not [n for n in env.notices if "not in the GPU catalog" in n.message]

@@ -356,17 +356,27 @@ def test_probe_gpus_falls_back_to_proc_and_smi(tmp_path: Path) -> None:
 def test_probe_gpus_proc_only(tmp_path: Path) -> None:
     proc = tmp_path / "version"
     proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 2023\n")
-    env = probe_gpus(fake_nvml(init_error=OSError("no libnvidia-ml")), run=FakeRunner({}), proc=proc)
+    env = probe_gpus(
+        fake_nvml(init_error=OSError("no libnvidia-ml")),
+        run=FakeRunner({}),
+        proc=proc,
+        kfd=tmp_path / "no-kfd",
+    )
     assert env.driver_version == "535.104.05"
     assert env.origins["driver_version"] == "/proc/driver/nvidia/version"
     assert env.gpus == ()  # known: none found
     messages = [n.message for n in env.notices]
     assert any("nvidia-smi failed" in m for m in messages)
-    assert any("no NVIDIA GPU found" in m for m in messages)
+    assert any("no GPU found" in m for m in messages)
 
 
 def test_probe_gpus_nothing_at_all(tmp_path: Path) -> None:
-    env = probe_gpus(fake_nvml(init_error=OSError("no lib")), run=FakeRunner({}), proc=tmp_path / "missing")
+    env = probe_gpus(
+        fake_nvml(init_error=OSError("no lib")),
+        run=FakeRunner({}),
+        proc=tmp_path / "missing",
+        kfd=tmp_path / "none",
+    )
     assert env.gpus == () and env.driver_version is None
     assert env.facts()["gpu.count"] == 0
 
@@ -423,3 +433,54 @@ def test_probe_system_env_vars() -> None:
 def test_run_command_missing_tool() -> None:
     assert probe.run_command(["/nonexistent/definitely-not-a-tool", "--version"]) is None
     assert probe.run_command(["false"]) is None
+
+
+# AMD GPUs from the kfd topology. The tree is written here in the format the amdgpu driver
+# exposes (/sys/class/kfd/kfd/topology/nodes/N/properties: one "name value" per line; CPU nodes
+# have gfx_target_version 0). The version-to-target pairs are those tabbyAPI's ROCm guide lists
+# (https://github.com/theroyallab/tabbyAPI/wiki/11.-ROCm): 110000 gfx1100, 100302 gfx1032,
+# 120001 gfx1201, 110501 gfx1151.
+
+
+def _kfd(root: Path, versions: list[int]) -> Path:
+    for i, version in enumerate(versions):
+        node = root / str(i)
+        node.mkdir(parents=True)
+        node.joinpath("properties").write_text(
+            f"cpu_cores_count 0\ngfx_target_version {version}\nsimd_count 8\n"
+        )
+    return root
+
+
+def test_gfx_target_from_the_kfd_version() -> None:
+    from compatsolve.sources.probe import gfx_target
+
+    pairs = {110000: "gfx1100", 100302: "gfx1032", 120001: "gfx1201", 110501: "gfx1151"}
+    assert {v: gfx_target(v) for v in pairs} == pairs
+    assert gfx_target(0) is None and gfx_target(101600) is None
+
+
+def test_probe_kfd_lists_gpu_nodes_only(tmp_path: Path) -> None:
+    from compatsolve.knowledge import load
+    from compatsolve.sources.probe import probe_kfd
+
+    env = probe_kfd(_kfd(tmp_path / "nodes", [0, 100302, 110000]))
+    assert [(g.index, g.gfx) for g in env.gpus or ()] == [(0, "gfx1032"), (1, "gfx1100")]
+    assert env.origins["gpus"] == "kfd"
+    kb = load()
+    facts = env.facts(kb)
+    assert facts["gpu.vendor"] == "amd" and facts["gpu.gfx"] == "gfx1032" and facts["gpu.count"] == 2
+    assert facts["gpu.arch"] == next(g.architecture for g in kb.amd_gpus if g.gfx == "gfx1032")
+    assert probe_kfd(tmp_path / "absent").gpus is None
+    assert probe_kfd(_kfd(tmp_path / "cpu-only", [0])).gpus is None
+
+
+def test_probe_gpus_falls_back_to_kfd_without_nvidia(tmp_path: Path) -> None:
+    env = probe_gpus(
+        fake_nvml(init_error=OSError("no libnvidia-ml")),
+        run=FakeRunner({}),
+        proc=tmp_path / "missing",
+        kfd=_kfd(tmp_path / "nodes", [0, 110501]),
+    )
+    assert [g.gfx for g in env.gpus or ()] == ["gfx1151"]
+    assert not any("no GPU found" in n.message for n in env.notices)

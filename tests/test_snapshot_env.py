@@ -370,3 +370,13 @@ def test_real_h100_snapshot_loads_and_plans() -> None:
     assert torch.variant is not None
     cuda = torch.variant.removeprefix("cu")
     assert float(f"{cuda[:-1]}.{cuda[-1]}") <= float(raw["machine"]["driver"]["cuda"])
+
+
+def test_roundtrip_keeps_an_amd_gpus_gfx_target() -> None:
+    env = Environment(gpus=(Gpu(index=0, name="AMD GPU (gfx1032)", gfx="gfx1032"),))
+    back = roundtrip(env)
+    assert back.gpus is not None and back.gpus[0].gfx == "gfx1032"
+    # documents written before the field existed still load
+    doc = to_document(env)
+    del doc["machine"]["gpus"][0]["gfx"]
+    assert from_document(doc, "old.json").gpus[0].gfx is None  # type: ignore[index]

@@ -21,11 +21,11 @@ def render(env: Environment, facts: dict[str, Any]) -> None:
     if env.gpus is None:
         table.add_row("GPUs", "unknown", "")
     elif not env.gpus:
-        table.add_row("GPUs", "none: no NVIDIA GPU found", origin.get("gpus", ""))
+        table.add_row("GPUs", "none found", origin.get("gpus", ""))
     for gpu in env.gpus or ():
         memory = f"{gpu.memory_total_mib / 1024:.1f} GiB" if gpu.memory_total_mib else "memory unknown"
         free = f", {gpu.memory_free_mib / 1024:.1f} GiB free" if gpu.memory_free_mib is not None else ""
-        cc = f"sm_{gpu.cc.replace('.', '')}" if gpu.cc else "cc unknown"
+        cc = f"sm_{gpu.cc.replace('.', '')}" if gpu.cc else (gpu.gfx or "cc unknown")
         table.add_row(f"GPU {gpu.index}", f"{gpu.name} ({cc}, {memory}{free})", origin.get("gpus", ""))
     for label, value, key in (
         ("driver", env.driver_version, "driver_version"),

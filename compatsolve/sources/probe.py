@@ -3,7 +3,9 @@
 GPUs come from NVML first (`import pynvml`, from nvidia-ml-py); when NVML is missing or fails,
 the driver version comes from /proc/driver/nvidia/version and the GPU list from
 `nvidia-smi --query-gpu`. NVML errors such as "Driver/library version mismatch" become notices,
-never crashes. Nothing here imports torch or any package being judged.
+never crashes. Without an NVIDIA GPU, AMD GPUs come from the amdgpu driver's kfd topology in
+sysfs (each GPU node's `gfx_target_version`), without ROCm. Nothing here imports torch or any
+package being judged.
 """
 
 from __future__ import annotations
@@ -179,12 +181,44 @@ def probe_smi(run: Runner = run_command) -> Environment:
     )
 
 
+KFD_NODES = Path("/sys/class/kfd/kfd/topology/nodes")
+
+
+def gfx_target(version: int) -> str | None:
+    """kfd's `gfx_target_version` as an LLVM target: major * 10000 + minor * 100 + stepping, the
+    minor and stepping written in hex (100302 -> gfx1032, 110501 -> gfx1151, 90010 -> gfx90a)."""
+    major, minor, stepping = version // 10000, version // 100 % 100, version % 100
+    if not major or minor > 15 or stepping > 15:
+        return None
+    return f"gfx{major}{minor:x}{stepping:x}"
+
+
+def probe_kfd(nodes: Path = KFD_NODES) -> Environment:
+    """AMD GPUs from the kfd topology: nodes whose `gfx_target_version` is not 0 (CPU nodes are)."""
+    if not nodes.is_dir():
+        return Environment()
+    gpus: list[Gpu] = []
+    for node in sorted((p for p in nodes.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        try:
+            text = (node / "properties").read_text()
+        except OSError:
+            continue
+        values = dict(line.split(None, 1) for line in text.splitlines() if len(line.split()) == 2)
+        version = values.get("gfx_target_version", "0")
+        gfx = gfx_target(int(version)) if version.isdigit() and int(version) else None
+        if gfx:
+            gpus.append(Gpu(index=len(gpus), name=f"AMD GPU ({gfx})", gfx=gfx))
+    return Environment(gpus=tuple(gpus), origins={"gpus": "kfd"}) if gpus else Environment()
+
+
 def probe_gpus(
     nvml: ModuleType | None = None,
     run: Runner = run_command,
     proc: Path = Path("/proc/driver/nvidia/version"),
+    kfd: Path = KFD_NODES,
 ) -> Environment:
-    """NVML, else /proc for the driver plus nvidia-smi for the GPUs; no GPU is a plain answer."""
+    """NVML, else /proc for the driver plus nvidia-smi for the GPUs, else AMD GPUs from the kfd
+    topology; no GPU is a plain answer."""
     from compatsolve.environment import merge
 
     via_nvml = probe_nvml(nvml)
@@ -192,10 +226,15 @@ def probe_gpus(
         return via_nvml
     fallback = merge(via_nvml, probe_proc(proc), probe_smi(run))
     if fallback.gpus is None:
-        no_gpu = Notice(source="probe", message="no NVIDIA GPU found (NVML and nvidia-smi gave none)")
-        # Without a GPU, NVML's absence is expected, not a problem to report as a finding.
+        # Without an NVIDIA GPU, NVML's absence is expected, not a problem to report as a finding.
         quiet = tuple(replace(n, severity="info") if n.source == "nvml" else n for n in fallback.notices)
         fallback = replace(fallback, notices=quiet)
+        amd = probe_kfd(kfd)
+        if amd.gpus:
+            return merge(fallback, amd)
+        no_gpu = Notice(
+            source="probe", message="no GPU found (NVML, nvidia-smi and the kfd topology gave none)"
+        )
         return merge(fallback, Environment(gpus=(), notices=(no_gpu,), origins={"gpus": "probe"}))
     return fallback
 

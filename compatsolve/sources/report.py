@@ -359,7 +359,8 @@ def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
         for index, raw in sorted(c.gpus.items()):
             name = str(raw.get("name") or "unknown GPU")
             model = catalog.gpu(name) if catalog is not None else None  # type: ignore[attr-defined]
-            if model is None and catalog is not None:
+            amd = catalog.amd_gpu(name) if catalog is not None and model is None else None  # type: ignore[attr-defined]
+            if model is None and amd is None and catalog is not None:
                 notices.append(
                     Notice(
                         source=origin,
@@ -372,7 +373,8 @@ def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
                     index=index,
                     name=name,
                     cc=model.cc if model else None,
-                    catalog_id=model.id if model else None,
+                    catalog_id=model.id if model else (amd.id if amd else None),
+                    gfx=amd.gfx if amd else None,
                     memory_total_mib=_int(raw.get("memory_total_mib")),
                     memory_free_mib=_int(raw.get("memory_free_mib")),
                 )

@@ -37,6 +37,7 @@ def to_document(env: Environment, facts: Mapping[str, Any] | None = None) -> dic
                     "memory_total_mib": g.memory_total_mib,
                     "memory_free_mib": g.memory_free_mib,
                     "catalog_id": g.catalog_id,
+                    "gfx": g.gfx,
                 }
                 for g in env.gpus
             ],
@@ -131,6 +132,7 @@ def from_document(doc: Any, origin: str) -> Environment:
                     memory_total_mib=r.integer(raw.get("memory_total_mib"), f"{w}.memory_total_mib"),
                     memory_free_mib=r.integer(raw.get("memory_free_mib"), f"{w}.memory_free_mib"),
                     catalog_id=r.text(raw.get("catalog_id"), f"{w}.catalog_id"),
+                    gfx=r.text(raw.get("gfx"), f"{w}.gfx"),
                 )
             )
     driver = r.table(machine.get("driver"), "machine.driver")
