@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from compatsolve.families import Publications, family_findings, mentioned_components, rule_readings
+from compatsolve.families import TAIL, Publications, family_findings, mentioned_components, rule_readings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import SPECIAL_COMPONENTS, Knowledge, captured_components
 from compatsolve.metadata_check import PIP_CONFLICT_REPORT
@@ -147,7 +147,8 @@ def _if_installed(text: str, facts: dict[str, Any], kb: Knowledge) -> list[Findi
     needs compute capability 8.0) are possible causes, if it is installed at the version they
     name. Only rules the known facts take part in: one about the package alone says nothing about
     this machine."""
-    named = [c for c in mentioned_components(text, kb, facts) if c not in SPECIAL_COMPONENTS]
+    # the end of a long log, as the families read it: the failure is there
+    named = [c for c in mentioned_components(text[-TAIL:], kb, facts) if c not in SPECIAL_COMPONENTS]
     undeclared = [c for c in named if f"pkg.{c}" not in facts]
     if not undeclared:
         return []
