@@ -283,7 +283,8 @@ def _kb(args: argparse.Namespace) -> int:
             return EXIT_FINDINGS
         kb = load(root)
         print(
-            f"ok: {len(kb.rules)} rules, {len(kb.gpus)} GPUs, {len(kb.models)} models, "
+            f"ok: {len(kb.rules)} rules, {len(kb.gpus)} NVIDIA and {len(kb.amd_gpus)} AMD GPUs, "
+            f"{len(kb.models)} models, "
             f"{len(kb.torch)} torch releases, {len(kb.cuda)} CUDA releases"
         )
         return EXIT_OK

@@ -16,7 +16,8 @@ def render_stats(data: dict[str, Any], fmt: str) -> None:
 
     out = console()
     out.print(
-        f"[bold]{data['rules']} rules[/], {data['gpus']} GPUs, {data['models']} models, "
+        f"[bold]{data['rules']} rules[/], {data['gpus']} NVIDIA and {data['amd_gpus']} AMD GPUs, "
+        f"{data['models']} models, "
         f"{data['cuda_releases']} CUDA releases, {data['torch_releases']} torch releases, "
         f"{data['extensions']} extension entries"
     )
