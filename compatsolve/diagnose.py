@@ -86,7 +86,8 @@ def diagnose(
     When nothing explains the message: the failure families it reads as (warnings), and before
     them any problem the facts establish in the `environment` (default: `extra`) of a kind the
     message reads as — the message and the facts then point at the same kind of failure; when
-    none is of such a kind, the facts' error-severity problems last, as possible causes.
+    none is of such a kind, the facts' error-severity problems last, as possible causes, with the
+    rules about a package the message names that would hold were it installed.
     `published` (compatsolve.snapshot.published) orders a family's readings by release dates."""
     text = normalise(error)  # once: a log may be 400,000 characters
     found, ruled_out = _candidates(text, facts, kb)

@@ -116,9 +116,7 @@ def family_findings(
                 score=score,
             )
         )
-        findings += _readings(
-            family, text, facts, published, components, (score, confidence), offered_kinds, known
-        )
+        findings += _readings(family, text, facts, skew, components, (score, confidence), offered_kinds)
     return findings
 
 
@@ -137,17 +135,17 @@ def rule_readings(
         family = with_readings.get(finding.kind)
         if not finding.explains_error or finding.rule not in general or family is None:
             continue
-        components = (*finding.components, *(c for c in _subjects(family, text) if c in known))
+        subjects = [c for c in _subjects(family, text) if c in known]
+        skew = version_skew(subjects[0], facts, published) if subjects else None
         hint = f" (another reading of the message that {finding.rule} names)"
         out += _readings(
             family,
             text,
             facts,
-            published,
-            tuple(dict.fromkeys(components)),
+            skew,
+            tuple(dict.fromkeys((*finding.components, *subjects))),
             (finding.score, finding.confidence),
             kinds | {f.kind for f in out},
-            known,
             hint,
         )
     return out
@@ -157,19 +155,16 @@ def _readings(
     family: Family,
     text: str,
     facts: dict[str, Any],
-    published: Publications | None,
+    skew: VersionSkew | None,
     components: tuple[str, ...],
     beside: tuple[float, float],
     offered_kinds: set[str],
-    known: set[str],
     hint: str = HINT,
 ) -> list[Finding]:
     """`family`'s other readings that `text` or the facts support, beside a finding of its kind
     with this score and confidence: just below it, or just above when the package the message is
-    about is the older side of a version skew."""
+    about is the older side of the version `skew`."""
     score, confidence = beside
-    subjects = [c for c in _subjects(family, text) if c in known]
-    skew = version_skew(subjects[0], facts, published) if subjects else None
     out = []
     for reading in family.readings:
         if reading.kind in offered_kinds or not _reads(reading, text, facts):
