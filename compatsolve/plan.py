@@ -97,7 +97,7 @@ def machine_of(env: Environment, kb: Knowledge, python: str | None, label: str) 
         {
             g.name
             for g in env.gpus or ()
-            if kb.gpu(g.catalog_id or g.name) is None and kb.amd_gpu(g.catalog_id or g.name)
+            if g.gfx or (kb.gpu(g.catalog_id or g.name) is None and kb.amd_gpu(g.catalog_id or g.name))
         }
     )
     if amd:

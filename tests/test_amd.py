@@ -136,3 +136,15 @@ def test_a_pasted_report_naming_an_amd_gpu_resolves_it() -> None:
     env = parse_report(text, "report", load())
     assert env.gpus is not None and env.gpus[0].gfx == "gfx1032"
     assert not [n for n in env.notices if "not in the GPU catalog" in n.message]
+
+
+def test_plan_refuses_a_probed_amd_gpu_too(tmp_path: Path) -> None:
+    """A saved environment whose GPU the kfd probe found (a gfx target, no name in the catalog)."""
+    from compatsolve.environment import Environment, Gpu
+    from compatsolve.sources.snapshot import to_document
+
+    saved = tmp_path / "machine.json"
+    env = Environment(gpus=(Gpu(index=0, name="AMD GPU (gfx1100)", gfx="gfx1100"),), python_version="3.11")
+    saved.write_text(json.dumps(to_document(env, env.facts())))
+    done = cli("plan", "--model", "qwen2-7b-instruct", "--stage", "inference", "--from", str(saved))
+    assert done.returncode == 2 and "AMD GPU" in done.stderr and "Traceback" not in done.stderr
