@@ -102,7 +102,7 @@ def snapshot_requirements(env: Environment) -> dict[tuple[str, str], tuple[str, 
         return {}
     out: dict[tuple[str, str], tuple[str, ...]] = {}
     for pkg in wanted:
-        release = snapshot.project(pkg.name).get(public_version(pkg.version))
+        release = snapshot.release(pkg.name, pkg.version)
         if release is not None and release.requires_dist:
             out[(pkg.name, public_version(pkg.version))] = release.requires_dist
     return out

@@ -93,13 +93,7 @@ def machine_of(env: Environment, kb: Knowledge, python: str | None, label: str) 
     py = parse_version(python or env.python_version or "3.11")
     assert py is not None
     ccs = tuple(v for v in (parse_version(g.cc) for g in env.gpus or () if g.cc) if v is not None)
-    amd = sorted(
-        {
-            g.name
-            for g in env.gpus or ()
-            if g.gfx or (kb.gpu(g.catalog_id or g.name) is None and kb.amd_gpu(g.catalog_id or g.name))
-        }
-    )
+    amd = sorted({g.name for g in env.gpus or () if g.gfx})  # resolved or probed AMD GPUs
     if amd:
         raise InputError(
             f"{label}: {', '.join(amd)} is an AMD GPU: plans are for NVIDIA CUDA stacks "

@@ -12,7 +12,6 @@ import gzip
 import json
 import marshal
 import os
-import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
@@ -21,7 +20,7 @@ from typing import Any, NamedTuple
 
 from compatsolve.fileio import cache_key, prune_caches, replace_cache
 from compatsolve.names import canonicalize_name
-from compatsolve.requirement import parse_line, remember
+from compatsolve.requirement import parse_line, parsed, remember
 from compatsolve.versions import parse_version
 
 SCHEMA = "compatsolve.pypi-snapshot/1"
@@ -180,6 +179,19 @@ class Snapshot:
             pairs = ((v, r.yanked) for v, r in releases.items())
             self._newest_first[key] = [(v, releases[v].uploaded) for v in _newest_first(pairs)]
         return self._newest_first[key]
+
+    def release(self, name: str, version: str) -> Release | None:
+        """The release a version string names: `2.5.0+cu121` is 2.5.0, and `4.28` is the release
+        published as 4.28.0."""
+        wanted = parse_version(version)
+        if wanted is None:
+            return None
+        releases = self.project(name)
+        found = releases.get(wanted.public)
+        if found is None:
+            public = parse_version(wanted.public)
+            found = next((r for v, r in releases.items() if parse_version(v) == public), None)
+        return found
 
     def newest(self) -> dict[str, str]:
         out = {}
@@ -468,21 +480,12 @@ class Published(NamedTuple):
     requires: frozenset[str]  # the PEP 503 names its Requires-Dist lines name (extras too)
 
 
-_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
 def published(project: str, version: str) -> Published | None:
     """When `project` `version` was published and what it requires, if the snapshot holds that
-    release (`2.5.0+cu121` is 2.5.0; `4.28` is the release published as 4.28.0)."""
-    wanted = parse_version(version)
+    release (Snapshot.release says which versions name it)."""
     snapshot = load_snapshot()
-    if wanted is None or snapshot is None:
-        return None
-    releases = snapshot.project(project)
-    release = releases.get(wanted.public) or next(
-        (r for v, r in releases.items() if parse_version(v) == parse_version(wanted.public)), None
-    )
+    release = snapshot.release(project, version) if snapshot is not None else None
     if release is None:
         return None
-    names = (_REQUIREMENT_NAME.match(line) for line in release.requires_dist or ())
-    return Published(release.uploaded, frozenset(canonicalize_name(m.group(1)) for m in names if m))
+    names = (parsed(line) for line in release.requires_dist or ())
+    return Published(release.uploaded, frozenset(n[0] for n in names if n))

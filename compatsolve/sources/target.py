@@ -116,6 +116,7 @@ def _build(values: dict[str, str], kb: Knowledge, lenient: bool) -> Environment:
                     name=known.name if known else name,
                     cc=cc or (model.cc if model else None),
                     catalog_id=known.id if known else None,
+                    gfx=amd.gfx if amd else None,
                     memory_total_mib=int(memory * 1024) if memory else None,
                 )
                 for i in range(count or 1)
