@@ -191,6 +191,11 @@ def _kb_options(kb: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the shipped snapshot (knowledge/snapshot/) instead: maintainers",
     )
+    refresh.add_argument(
+        "--apis",
+        action="store_true",
+        help="rescan the stack releases for their Python API (knowledge/snapshot/apis.json.gz)",
+    )
     refresh.add_argument("--workers", type=_positive_int, default=16)
 
 
@@ -312,6 +317,10 @@ def _kb(args: argparse.Namespace) -> int:
         kbview.render_rule_list(kbtools.search(kb, " ".join(args.text)))
         return EXIT_OK
     if args.kb_command == "refresh":
+        if args.apis:
+            from compatsolve import api_scan
+
+            return api_scan.refresh_command(workers=args.workers, root=Path(root))
         from compatsolve import pypi
 
         return pypi.refresh_command(shipped=args.snapshot, workers=args.workers, root=Path(root))

@@ -97,6 +97,7 @@ def diagnose(args: argparse.Namespace) -> int:
 def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
     from compatsolve import audit as auditing
     from compatsolve import diagnose as diagnosing
+    from compatsolve.api_history import load_history
     from compatsolve.outputs import findings as view
     from compatsolve.snapshot import published
 
@@ -114,7 +115,13 @@ def _judge(args: argparse.Namespace, *, full_audit: bool) -> int:
             conflicts = diagnosing.reported_conflicts(error, judged.findings)
             extra = auditing.unresolved_findings(env) + conflicts
         findings, ruled_out = diagnosing.diagnose(
-            error, judged.facts, kb, extra=extra, environment=judged.findings, published=published
+            error,
+            judged.facts,
+            kb,
+            extra=extra,
+            environment=judged.findings,
+            published=published,
+            apis=load_history,
         )
     view.render(
         args.format,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from compatsolve.api_skew import HistoryLoader, api_findings
 from compatsolve.families import TAIL, Publications, family_findings, mentioned_components, rule_readings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import SPECIAL_COMPONENTS, Knowledge, captured_components
@@ -79,6 +80,7 @@ def diagnose(
     extra: list[Finding] | None = None,
     environment: list[Finding] | None = None,
     published: Publications | None = None,
+    apis: HistoryLoader | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """Candidates for `error`, then `extra` (for `audit --error`, every audit finding), marked
     as not explaining it unless the message reports them (a pip conflict naming their packages).
@@ -88,7 +90,8 @@ def diagnose(
     message reads as — the message and the facts then point at the same kind of failure; when
     none is of such a kind, the facts' error-severity problems last, as possible causes, with the
     rules about a package the message names that would hold were it installed.
-    `published` (compatsolve.snapshot.published) orders a family's readings by release dates."""
+    `published` (compatsolve.snapshot.published) orders a family's readings by release dates;
+    `apis` (compatsolve.api_history.load_history) dates a missing name the message gives."""
     text = normalise(error)  # once: a log may be 400,000 characters
     found, ruled_out = _candidates(text, facts, kb)
     seen = {f.rule for f in found}
@@ -102,6 +105,9 @@ def diagnose(
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
     found += rule_readings(found, text, facts, kb, published)
+    # read beside the rules and families, not instead of them: the history dates a name, it
+    # does not know why the calling code is the age it is
+    dated = api_findings(text[-TAIL:], facts, apis)
     if not any(f.explains_error for f in found):
         problems = (extra or []) if environment is None else environment
         families = family_findings(text, facts, kb, published)
@@ -118,7 +124,7 @@ def diagnose(
         if not agreeing:  # the facts' own problems, ranked after what the message reads as
             found += _possible_causes(problems)
             found += _if_installed(text, facts, kb)
-    return order(found, error_given=True), ruled_out
+    return order(found + dated, error_given=True), ruled_out
 
 
 def _possible_causes(environment: list[Finding]) -> list[Finding]:

@@ -51,7 +51,7 @@ class Machine:
 
     def tags(self) -> frozenset[str]:
         return supported_tags(
-            (self.python.major, self.python.minor), tuple(_platforms(self.os_name, self.arch, self.glibc))
+            (self.python.major, self.python.minor), tuple(platform_tags(self.os_name, self.arch, self.glibc))
         )
 
 
@@ -73,7 +73,7 @@ def supported_tags(python: tuple[int, int], platforms: tuple[str, ...]) -> froze
     return frozenset(tags)
 
 
-def _platforms(os_name: str, arch: str, glibc: Version | None) -> Iterator[str]:
+def platform_tags(os_name: str, arch: str, glibc: Version | None) -> Iterator[str]:
     if os_name in ("linux", "wsl"):
         top = glibc.release[1] if glibc is not None and len(glibc.release) > 1 else 39
         for minor in range(top, 4, -1):
@@ -414,7 +414,7 @@ class Provider:
     def _usable_wheels(self, release: Release) -> tuple[str, ...]:
         usable = []
         for wheel in release.wheel_names:
-            tags = _wheel_tags(wheel)
+            tags = wheel_tags(wheel)
             if tags and all(tags & machine_tags for machine_tags in self._tags):
                 usable.append(wheel)
         return tuple(usable)
@@ -569,7 +569,7 @@ _NAME_PREFIX = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 @cache
-def _wheel_tags(filename: str) -> frozenset[str]:
+def wheel_tags(filename: str) -> frozenset[str]:
     """`py-abi-platform` tags of a wheel file name, compressed tag sets expanded (PEP 425)."""
     parts = filename[: -len(".whl")].split("-")
     if not filename.endswith(".whl") or len(parts) not in (5, 6):

@@ -83,6 +83,7 @@ import pytest
 
 from compatsolve import audit as auditing
 from compatsolve import diagnose as diagnosing
+from compatsolve.api_history import load_history
 from compatsolve.environment import RunSettings
 from compatsolve.knowledge import load
 from compatsolve.names import canonicalize_name
@@ -234,7 +235,7 @@ def judge(case: dict[str, Any]) -> list[Any]:
     env = build_environments(request, kb)[0]
     judged = auditing.audit(env, kb)
     findings, _ = diagnosing.diagnose(
-        case["error"], judged.facts, kb, extra=judged.findings, published=published
+        case["error"], judged.facts, kb, extra=judged.findings, published=published, apis=load_history
     )
     return findings
 

@@ -10,7 +10,7 @@ from packaging.utils import canonicalize_name as packaging_canonicalize_name
 from packaging.version import Version
 
 from compatsolve.names import canonicalize_name
-from compatsolve.resolve import _platforms, supported_tags
+from compatsolve.resolve import platform_tags, supported_tags
 
 
 @given(st.text(alphabet="abcXYZ019-_. ", max_size=20))
@@ -32,7 +32,7 @@ def test_canonicalize_name_matches_packaging(name: str) -> None:
 def test_supported_tags_match_packaging(
     python: tuple[int, int], os_name: str, arch: str, glibc: str | None
 ) -> None:
-    platforms = tuple(_platforms(os_name, arch, Version(glibc) if glibc else None))
+    platforms = tuple(platform_tags(os_name, arch, Version(glibc) if glibc else None))
     interp = f"cp{python[0]}{python[1]}"
     expected = {str(t) for t in cpython_tags(python, abis=[interp, "abi3", "none"], platforms=platforms)}
     expected |= {str(t) for t in compatible_tags(python, interp, platforms=platforms)}

@@ -1,0 +1,199 @@
+"""A missing name that the API history dates: "cannot import name 'X' from 'lib'", "No module
+named 'lib.sub'", "module 'lib' has no attribute 'X'", "'C' object has no attribute 'a'",
+"C.__init__() got an unexpected keyword argument 'k'".
+
+These messages have two opposite causes, and the fix of one breaks the other: lib removed the
+name after the release the calling code was written for (pin lib lower), or added it after the
+release that is installed (upgrade lib). compatsolve/api_history.py knows in which releases of
+lib the name exists, so the installed release (when declared) or the shape of the history (a
+name that was only ever added, or only ever removed) says which, and the fix names the release.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from compatsolve.api_history import ApiHistory, Presence
+from compatsolve.findings import Finding
+from compatsolve.names import canonicalize_name
+
+# Python's own wordings of a missing module, name, attribute or keyword.
+_IMPORT_NAME = re.compile(r"cannot import name ['\"](?P<name>\w+)['\"] from ['\"](?P<module>[\w.]+)['\"]")
+_NO_MODULE = re.compile(r"No module named ['\"](?P<module>\w+\.[\w.]+)['\"]")
+_MODULE_ATTRIBUTE = re.compile(
+    r"module ['\"](?P<module>[\w.]+)['\"] has no attribute ['\"](?P<name>\w+)['\"]"
+)
+_OBJECT_ATTRIBUTE = re.compile(
+    r"(?:['\"](?P<owner>[A-Z]\w*)['\"] object|type object ['\"](?P<type>[A-Z]\w*)['\"])"
+    r" has no attribute ['\"](?P<member>\w+)['\"]"
+)
+_KEYWORD = re.compile(
+    r"\b(?P<owner>[A-Z]\w*)\.__init__\(\) got an unexpected keyword argument ['\"](?P<keyword>\w+)['\"]"
+)
+# transformers' model classes and modules: a model newer than the library, not a library skew
+_MODEL_NAME = re.compile(
+    r"(?:ForCausalLM|ForConditionalGeneration|Model|Config|Processor|Tokenizer(?:Fast)?)$"
+)
+
+MAX_FINDINGS = 3
+ESTABLISHED, INFERRED, EITHER = 0.85, 0.46, 0.4  # scores: see compatsolve/diagnose.py's scale
+RULE = "api-history"
+
+
+def _queries(text: str, history: ApiHistory) -> Iterator[Presence]:
+    """Each missing symbol the text names, with its history in the project it belongs to."""
+    for match in _IMPORT_NAME.finditer(text):
+        project = history.project_of_module(match["module"])
+        if project is not None:
+            found = history.name(project, match["name"])
+            if found is not None:
+                yield found
+    for match in _NO_MODULE.finditer(text):
+        project = history.project_of_module(match["module"])
+        if project is not None:
+            found = history.module(project, match["module"])
+            if found is not None:
+                yield found
+    for match in _MODULE_ATTRIBUTE.finditer(text):
+        project = history.project_of_module(match["module"])
+        if project is not None:
+            found = history.name(project, match["name"]) or history.module(
+                project, f"{match['module']}.{match['name']}"
+            )
+            if found is not None:
+                yield found
+    for match in _OBJECT_ATTRIBUTE.finditer(text):
+        owner = match["owner"] or match["type"]
+        for project in history.defining(owner):
+            found = history.member(project, owner, match["member"])
+            if found is not None:
+                yield found
+    for match in _KEYWORD.finditer(text):
+        for project in history.defining(match["owner"]):
+            found = history.keyword(project, match["owner"], match["keyword"])
+            if found is not None:
+                yield found
+
+
+HistoryLoader = Callable[[], "ApiHistory | None"]
+
+
+def api_findings(text: str, facts: Mapping[str, Any], load: HistoryLoader | None) -> list[Finding]:
+    """What the API history says about each missing symbol `text` names: removed after the
+    release the calling code was written for, or added after the installed one. `load` reads the
+    history (compatsolve.api_history.load_history), only when the text names such a symbol."""
+    if load is None or not any(
+        p.search(text) for p in (_IMPORT_NAME, _NO_MODULE, _MODULE_ATTRIBUTE, _OBJECT_ATTRIBUTE, _KEYWORD)
+    ):
+        return []
+    history = load()
+    if history is None:
+        return []
+    out: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for presence in _queries(text, history):
+        if (presence.project, presence.symbol) in seen or presence.always:
+            continue  # in every scanned release: no version of the project explains it
+        seen.add((presence.project, presence.symbol))
+        out += _judge(presence, facts)
+    out.sort(key=lambda f: -f.score)
+    return out[:MAX_FINDINGS]
+
+
+def _judge(presence: Presence, facts: Mapping[str, Any]) -> list[Finding]:
+    project = presence.project
+    declared = facts.get(f"pkg.{canonicalize_name(project)}")
+    history = (
+        f"From the source of each {project} release on PyPI since {presence.versions[0]} "
+        f"(knowledge/snapshot/apis.json.gz): {presence.symbol} is defined in {presence.spans_text()}."
+    )
+    if isinstance(declared, str):
+        state = presence.at(declared)
+        if state is None:
+            return _from_shape(
+                presence, history + f" The declared {declared} is outside that range.", INFERRED
+            )
+        has, index = state
+        if has:
+            return []  # the declared release has it: its version is not why it is missing
+        later = [a for a, b in presence.spans if a > index]
+        earlier = [b for a, b in presence.spans if b < index]
+        said = history + f" The declared {project} {declared} does not define it."
+        if later and not earlier:
+            return [_not_yet(presence, said, ESTABLISHED, presence.versions[later[0]])]
+        if earlier and not later:
+            return [_removed(presence, said, ESTABLISHED, presence.versions[earlier[-1] + 1])]
+        return [
+            _removed(presence, said, EITHER, presence.versions[earlier[-1] + 1]),
+            _not_yet(presence, said, EITHER, presence.versions[later[0]]),
+        ]
+    return _from_shape(presence, history, INFERRED)
+
+
+def _from_shape(presence: Presence, history: str, score: float) -> list[Finding]:
+    """No usable declared release: a name only ever added was not in the user's release yet; one
+    only ever removed is gone from it; one that came and went, either."""
+    added, removed = presence.added_in, presence.removed_in
+    if added and not removed:
+        return [_not_yet(presence, history, score, added)]
+    if removed and not added:
+        return [_removed(presence, history, score, removed)]
+    if added and removed:
+        return [_removed(presence, history, EITHER, removed), _not_yet(presence, history, EITHER, added)]
+    return []
+
+
+def _pypi(project: str, version: str) -> str:
+    return f"https://pypi.org/project/{project}/{version}/"
+
+
+def _removed(presence: Presence, history: str, score: float, removed_in: str) -> Finding:
+    project, symbol = presence.project, presence.symbol
+    return Finding(
+        rule=RULE,
+        kind="api-removed-in-newer-library",
+        severity="error" if score == ESTABLISHED else "warning",
+        components=(canonicalize_name(project),),
+        title=(
+            f"{symbol} is not in {project} from {removed_in} on: code written for an older {project} calls it"
+        ),
+        explanation=history + f" {project} {removed_in} is the first release without it.",
+        fix=(
+            f'Pin {project} to the last release with it (`pip install "{project}<{removed_in}"`; '
+            f"{presence.last_with} has it), or upgrade the code that calls it to a release written for "
+            f"{project} {removed_in} or later."
+        ),
+        evidence=(_pypi(project, presence.last_with), _pypi(project, removed_in)),
+        confidence=0.8 if score == ESTABLISHED else 0.55 if score == INFERRED else 0.4,
+        explains_error=True,
+        score=score + 0.001,  # of two readings as likely as each other, the removal first
+    )
+
+
+def _not_yet(presence: Presence, history: str, score: float, added_in: str) -> Finding:
+    project, symbol = presence.project, presence.symbol
+    model = canonicalize_name(project) == "transformers" and bool(
+        _MODEL_NAME.search(symbol) or symbol.startswith("transformers.models.")
+    )
+    return Finding(
+        rule=RULE,
+        kind="model-needs-newer-library" if model else "package-pin-conflict",
+        severity="error" if score == ESTABLISHED else "warning",
+        components=(canonicalize_name(project), "model") if model else (canonicalize_name(project),),
+        title=(
+            f"{symbol} first appears in {project} {added_in}: "
+            f"the installed {project} is older than the code calling it"
+        ),
+        explanation=history + f" {project} {added_in} is the first release with it.",
+        fix=(
+            f'Upgrade {project} (`pip install -U "{project}>={added_in}"`), checking that the packages '
+            f"pinning it allow that (`compatsolve audit` shows the Requires-Dist conflicts), or install "
+            f"the release of the calling code written for the {project} you have."
+        ),
+        evidence=(_pypi(project, added_in),),
+        confidence=0.8 if score == ESTABLISHED else 0.55 if score == INFERRED else 0.4,
+        explains_error=True,
+        score=score,
+    )
