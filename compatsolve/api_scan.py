@@ -32,10 +32,10 @@ from compatsolve.api_history import SCHEMA, ApiScan, shipped_path, spans_of
 from compatsolve.cachedir import cache_dir
 from compatsolve.snapshot import Release, Snapshot, load_snapshot
 
-# project -> whether class members are scanned too. llama-cpp-python is not scanned: it ships
-# only sdists, each with a vendored llama.cpp source tree of about 50 MB. Members answer "'X' object has no attribute
+# project -> whether class members are scanned too. Members answer "'X' object has no attribute
 # 'y'" and "X.__init__() got an unexpected keyword argument 'y'"; torch's and numpy's are left out
-# (hundreds of thousands, and those messages are rarely about them).
+# (hundreds of thousands, and those messages are rarely about them). llama-cpp-python is not
+# scanned: it ships only sdists, each with a vendored llama.cpp source tree of about 50 MB.
 API_PROJECTS: dict[str, bool] = {
     "transformers": True,
     "peft": True,
