@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Mapping
+import marshal
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,8 @@ class ApiScan:
 
 def spans_of(scans: Iterable[ApiScan]) -> dict[str, Any]:
     """One project's scans, oldest first, as the stored document: `versions`, and per section a
-    map from each name to the flat list of its spans [first, last, first, last, ...] (indexes
-    into `versions`, inclusive)."""
+    map from each name to its spans "first,last,first,last..." (indexes into `versions`,
+    inclusive; a string, so that loading makes one object per name, not one per number)."""
     ordered = list(scans)
     stored: dict[str, Any] = {"versions": [s.version for s in ordered]}
     for section in SECTIONS:
@@ -55,7 +56,7 @@ def spans_of(scans: Iterable[ApiScan]) -> dict[str, Any]:
                     held[-1] = index
                 else:
                     held += [index, index]
-        stored[section] = spans
+        stored[section] = {name: ",".join(map(str, held)) for name, held in spans.items()}
     return stored
 
 
@@ -114,24 +115,30 @@ class Presence:
         )
 
 
+ProjectReader = Callable[[str], "dict[str, Any] | None"]
+
+
 class ApiHistory:
-    """The stored document, queried by project and symbol."""
+    """The stored document, queried by project and symbol; each project's part is read when a
+    query first needs it (`read`), so a diagnose pays for the one or two projects it asks about."""
 
-    def __init__(self, document: Mapping[str, Any]) -> None:
-        self.date: str = document.get("date", "")
-        self._projects: Mapping[str, Any] = document["projects"]
-        self._imports: dict[str, str] = {}
-        self._defining: dict[str, list[str]] | None = None
-        for project, stored in self._projects.items():
-            for module in stored["modules"]:
-                top = module.split(".", 1)[0]
-                # a wheel may vendor another project's package: its own name wins
-                if top not in self._imports or top.replace("_", "-") == project:
-                    self._imports[top] = project
+    def __init__(self, date: str, imports: Mapping[str, str], projects: tuple[str, ...], read: ProjectReader):
+        self.date = date
+        self.projects = projects
+        self._imports = imports
+        self._read = read
+        self._loaded: dict[str, dict[str, Any] | None] = {}
+        self._defining: dict[str, str] | None = None
 
-    @property
-    def projects(self) -> tuple[str, ...]:
-        return tuple(self._projects)
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> ApiHistory:
+        stored: Mapping[str, Any] = document["projects"]
+        return cls(document.get("date", ""), import_map(stored), tuple(stored), stored.get)
+
+    def _project(self, project: str) -> dict[str, Any] | None:
+        if project not in self._loaded:
+            self._loaded[project] = self._read(project) if project in self.projects else None
+        return self._loaded[project]
 
     def project_of_module(self, module: str) -> str | None:
         """The project whose releases ship the top-level package of `module` (`peft.tuners` -> peft)."""
@@ -140,21 +147,20 @@ class ApiHistory:
     def defining(self, name: str) -> list[str]:
         """Projects some release of which defines the top-level name `name` (a class)."""
         if self._defining is None:
-            index: dict[str, list[str]] = {}
-            for project, stored in self._projects.items():
-                for defined in stored["names"]:
-                    index.setdefault(defined, []).append(project)
-            self._defining = index
-        return self._defining.get(name, [])
+            stored = self._read(DEFINING)
+            self._defining = stored if stored is not None else defining_map(self.projects, self._project)
+        found = self._defining.get(name)
+        return found.split(",") if found else []
 
     def _presence(self, project: str, section: str, key: str, symbol: str) -> Presence | None:
-        stored = self._projects.get(project)
+        stored = self._project(project)
         if stored is None:
             return None
         flat = stored[section].get(key)
         if not flat:
             return None
-        spans = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+        numbers = [int(n) for n in flat.split(",")]
+        spans = tuple((numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2))
         return Presence(project, symbol, tuple(stored["versions"]), spans)
 
     def module(self, project: str, module: str) -> Presence | None:
@@ -170,8 +176,32 @@ class ApiHistory:
         return self._presence(project, "members", f"{owner}({keyword}", f"{owner}({keyword}=...)")
 
     def scanned(self, project: str) -> tuple[str, ...]:
-        stored = self._projects.get(project)
+        stored = self._project(project)
         return tuple(stored["versions"]) if stored else ()
+
+
+DEFINING = "\0defining"  # the cache's blob of name -> projects (no project has this name)
+
+
+def import_map(projects: Mapping[str, Any]) -> dict[str, str]:
+    """Top-level import name -> project; a wheel may vendor another project's package, and then
+    the project of that name wins."""
+    imports: dict[str, str] = {}
+    for project, stored in projects.items():
+        for module in stored["modules"]:
+            top = module.split(".", 1)[0]
+            if top not in imports or top.replace("_", "-") == project:
+                imports[top] = project
+    return imports
+
+
+def defining_map(projects: Iterable[str], read: ProjectReader) -> dict[str, str]:
+    index: dict[str, list[str]] = {}
+    for project in projects:
+        stored = read(project)
+        for name in stored["names"] if stored else ():
+            index.setdefault(name, []).append(project)
+    return {name: ",".join(found) for name, found in index.items()}
 
 
 def shipped_path(root: Path | None = None) -> Path:
@@ -179,15 +209,75 @@ def shipped_path(root: Path | None = None) -> Path:
     return base / "knowledge" / "snapshot" / FILENAME
 
 
+CACHE_LAYOUT = 1
+
+
 def read_history(path: Path) -> ApiHistory:
+    """The history at `path`, through a cache file in the user cache: an index (marshal), then
+    one marshal blob per project, read on first use. Parsing the whole JSON document takes about
+    half a second; one project's blob, a few milliseconds."""
+    from compatsolve.cachedir import cache_dir
+    from compatsolve.fileio import cache_key
+
+    stat = path.stat()
+    key = f"{stat.st_size}-{stat.st_mtime_ns}-{cache_key(str(path.resolve()).encode())}-{CACHE_LAYOUT}"
+    cached = cache_dir() / f"apis-{key}.cache"
+    opened = _open_cache(cached)
+    if opened is not None:
+        return opened
     document = json.loads(gzip.decompress(path.read_bytes()))
     if document.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a {SCHEMA} document")
-    return ApiHistory(document)
+    history = ApiHistory.from_document(document)
+    _write_cache(cached, document)
+    return history
+
+
+def _write_cache(cached: Path, document: Mapping[str, Any]) -> None:
+    from compatsolve.fileio import replace_cache
+
+    stored: Mapping[str, Any] = document["projects"]
+    blobs = {project: marshal.dumps(part) for project, part in stored.items()}
+    blobs[DEFINING] = marshal.dumps(defining_map(stored, stored.get))
+    index: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for name, blob in blobs.items():
+        index[name] = (offset, len(blob))
+        offset += len(blob)
+    header = marshal.dumps((document.get("date", ""), import_map(stored), tuple(stored), index))
+    replace_cache(cached, [len(header).to_bytes(8, "little"), header, *blobs.values()], "apis-*.cache")
+
+
+def _open_cache(cached: Path) -> ApiHistory | None:
+    try:
+        with cached.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            date, imports, projects, index = marshal.loads(handle.read(size))
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    base = 8 + size
+
+    def read(name: str) -> dict[str, Any] | None:
+        where = index.get(name)
+        if where is None:
+            return None
+        try:
+            with cached.open("rb") as handle:
+                handle.seek(base + where[0])
+                data = handle.read(where[1])
+            loaded: dict[str, Any] = marshal.loads(data)
+            return loaded
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+
+    return ApiHistory(date, imports, projects, read)
 
 
 @cache
 def load_history() -> ApiHistory | None:
-    """The shipped history; None when it is missing (a source checkout without it)."""
+    """The shipped history; None when it is missing or unreadable (a source checkout without it)."""
     path = shipped_path()
-    return read_history(path) if path.exists() else None
+    try:
+        return read_history(path) if path.exists() else None
+    except (OSError, ValueError, EOFError):
+        return None
