@@ -205,8 +205,10 @@ def defining_map(projects: Iterable[str], read: ProjectReader) -> dict[str, str]
 
 
 def shipped_path(root: Path | None = None) -> Path:
-    base = root if root is not None else Path(__file__).resolve().parent.parent
-    return base / "knowledge" / "snapshot" / FILENAME
+    """knowledge/snapshot/apis.json.gz under `root`, the knowledge directory."""
+    from compatsolve.knowledge import knowledge_dir
+
+    return (root or knowledge_dir()) / "snapshot" / FILENAME
 
 
 CACHE_LAYOUT = 1

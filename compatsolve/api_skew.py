@@ -18,6 +18,7 @@ from typing import Any
 from compatsolve.api_history import ApiHistory, Presence
 from compatsolve.findings import Finding
 from compatsolve.names import canonicalize_name
+from compatsolve.records import replace
 
 # Python's own wordings of a missing module, name, attribute or keyword.
 _IMPORT_NAME = re.compile(r"cannot import name ['\"](?P<name>\w+)['\"] from ['\"](?P<module>[\w.]+)['\"]")
@@ -42,20 +43,21 @@ ESTABLISHED, INFERRED, EITHER = 0.85, 0.46, 0.4  # scores: see compatsolve/diagn
 RULE = "api-history"
 
 
-def _queries(text: str, history: ApiHistory) -> Iterator[Presence]:
-    """Each missing symbol the text names, with its history in the project it belongs to."""
+def _queries(text: str, history: ApiHistory) -> Iterator[tuple[Presence, bool]]:
+    """Each missing symbol the text names, with its history in the project it belongs to, and
+    whether it is a class member."""
     for match in _IMPORT_NAME.finditer(text):
         project = history.project_of_module(match["module"])
         if project is not None:
             found = history.name(project, match["name"])
             if found is not None:
-                yield found
+                yield found, False
     for match in _NO_MODULE.finditer(text):
         project = history.project_of_module(match["module"])
         if project is not None:
             found = history.module(project, match["module"])
             if found is not None:
-                yield found
+                yield found, False
     for match in _MODULE_ATTRIBUTE.finditer(text):
         project = history.project_of_module(match["module"])
         if project is not None:
@@ -63,18 +65,18 @@ def _queries(text: str, history: ApiHistory) -> Iterator[Presence]:
                 project, f"{match['module']}.{match['name']}"
             )
             if found is not None:
-                yield found
+                yield found, False
     for match in _OBJECT_ATTRIBUTE.finditer(text):
         owner = match["owner"] or match["type"]
         for project in history.defining(owner):
             found = history.member(project, owner, match["member"])
             if found is not None:
-                yield found
+                yield found, True
     for match in _KEYWORD.finditer(text):
         for project in history.defining(match["owner"]):
             found = history.keyword(project, match["owner"], match["keyword"])
             if found is not None:
-                yield found
+                yield found, True
 
 
 HistoryLoader = Callable[[], "ApiHistory | None"]
@@ -93,11 +95,12 @@ def api_findings(text: str, facts: Mapping[str, Any], load: HistoryLoader | None
         return []
     out: list[Finding] = []
     seen: set[tuple[str, str]] = set()
-    for presence in _queries(text, history):
+    for presence, member in _queries(text, history):
         if (presence.project, presence.symbol) in seen or presence.always:
             continue  # in every scanned release: no version of the project explains it
         seen.add((presence.project, presence.symbol))
-        out += _judge(presence, facts)
+        judged = _judge(presence, facts)
+        out += [_as_lead(f) for f in judged] if member else judged
     out.sort(key=lambda f: -f.score)
     return out[:MAX_FINDINGS]
 
@@ -143,6 +146,25 @@ def _from_shape(presence: Presence, history: str, score: float) -> list[Finding]
     if added and removed:
         return [_removed(presence, history, EITHER, removed), _not_yet(presence, history, EITHER, added)]
     return []
+
+
+MEMBER_WEIGHT = 0.4
+MEMBER_CAVEAT = (
+    " A class member is read from the class body only: one inherited from a base class, or set on "
+    "the object from outside the class, is not seen, so this is a lead to check, not an established fact."
+)
+
+
+def _as_lead(finding: Finding) -> Finding:
+    """A class member's history is weaker evidence than a module's or a top-level name's: below
+    the rules that match the message, never an error."""
+    return replace(
+        finding,
+        severity="warning",
+        score=round(finding.score * MEMBER_WEIGHT, 4),
+        confidence=round(finding.confidence * 0.6, 2),
+        explanation=finding.explanation + MEMBER_CAVEAT,
+    )
 
 
 def _pypi(project: str, version: str) -> str:

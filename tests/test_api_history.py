@@ -217,3 +217,25 @@ def test_names_the_history_cannot_date_give_nothing() -> None:
     assert _judge("cannot import name 'no_such_name_anywhere' from 'transformers'") == []
     assert _judge("cannot import name 'helper' from 'my_project.utils'") == []
     assert api_findings("cannot import name 'x' from 'peft'", {}, None) == []
+
+
+@needs_history
+def test_a_class_member_is_a_lead_not_an_established_cause() -> None:
+    """A member the class body stopped defining: even with the declared release lacking it, the
+    finding stays a warning below the rules (a base class or outside code may still set it)."""
+    from compatsolve.api_skew import MEMBER_CAVEAT
+
+    assert HISTORY is not None and "peft" in HISTORY.defining("LoraModel")
+    stored = HISTORY._project("peft")
+    assert stored is not None
+    versions = stored["versions"]
+    spans = {m: [int(n) for n in s.split(",")] for m, s in stored["members"].items()}
+    member = next(
+        m.split(".", 1)[1]
+        for m, s in sorted(spans.items())
+        if m.startswith("LoraModel.") and s[0] == 0 and s[-1] < len(versions) - 1
+    )
+    found = _judge(f"AttributeError: 'LoraModel' object has no attribute '{member}'", peft=versions[-1])
+    ours = [f for f in found if "peft" in f.components]
+    assert ours and all(f.severity == "warning" and f.explanation.endswith(MEMBER_CAVEAT) for f in ours)
+    assert ours[0].kind == "api-removed-in-newer-library" and ours[0].score < 0.5

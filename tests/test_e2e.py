@@ -62,6 +62,13 @@ Two suites:
   code 5, 1, 8, 11, 7, 5 (37/76, 35 first); with the readings and implied components 5, 2, 9,
   11, 7, 7 (41/76, 37 first); the final code the same 41/76 (the AMD rules and the later
   possible causes found nothing more there); false alarms 1/25 with each (heldout53).
+  Session 7: heldout58-63 (74 environmental, 23 not) were collected at its start, while the API
+  history (which releases define a missing name, from each release's source on PyPI), the
+  release-files check and four engine GPU floors were being written, and scored after those were
+  committed, before anyone looked at them: rules alone 2, 5, 4, 4, 1, 3 (19/74); the session-6
+  code 6, 8, 6, 8, 6, 6 (40/74, 37 first); the session-7 code the same 40/74, 38 first; no false
+  alarm with any. (A class member's history was then made a lead, never an error, after one of
+  these cases showed an attribute set from outside its class.)
   Rules added afterwards for the failure families they exposed raised the earlier suites'
   scores, so only the at-collection figures measure generalisation.
 
@@ -154,6 +161,12 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout55": (0.75, 0.75),
     "heldout56": (0.50, 0.50),
     "heldout57": (0.75, 0.65),
+    "heldout58": (0.85, 0.85),
+    "heldout59": (0.50, 0.50),
+    "heldout60": (0.40, 0.40),
+    "heldout61": (0.65, 0.65),
+    "heldout62": (0.50, 0.45),
+    "heldout63": (0.40, 0.35),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -187,6 +200,10 @@ FLOORS = {  # suite: (detection, ranked first)
 # heldout53: the same deepspeed-zero3-with-device-map boundary as heldout11 (a training script passing
 # device_map under ZeRO-3).
 # All five were claimed the same way by the rules alone and by the session-5 code at collection.
+# heldout37 (session 7): "No module named 'flash_attn.ops.triton'" with flash-attn 2.1.2 declared.
+# The API history is right that 2.1.2 ships no flash_attn.ops.triton package (its directory had no
+# __init__.py, so it was left out) and that 2.2.0 has it; the collector labelled the broken
+# release a packaging bug, not an environment fact.
 ACCEPTED_FALSE_ALARMS = {
     "heldout11": 2,
     "heldout12": 1,
@@ -194,6 +211,7 @@ ACCEPTED_FALSE_ALARMS = {
     "heldout24": 1,
     "heldout25": 1,
     "heldout29": 1,
+    "heldout37": 1,
     "heldout41": 1,
     "heldout45": 1,
     "heldout46": 1,
@@ -327,5 +345,6 @@ def test_rates(results: dict[str, dict[str, Any]], suite: str, metric: str, floo
 def test_no_false_alarm_on_non_environmental_cases(results: dict[str, dict[str, Any]], suite: str) -> None:
     r = results[suite]
     print(f"{suite}: false alarms {r['false_alarms']}/{r['non_environmental']}: {r['alarms']}")
-    assert r["non_environmental"] >= 3  # heldout28's collector found 3 before the search budget ran out
+    # heldout28's collector found 3 before the search budget ran out, heldout62's 2
+    assert r["non_environmental"] >= (2 if suite == "heldout62" else 3)
     assert r["false_alarms"] == ACCEPTED_FALSE_ALARMS.get(suite, 0)
