@@ -230,15 +230,15 @@ def read_history(path: Path) -> ApiHistory:
     document = json.loads(gzip.decompress(path.read_bytes()))
     if document.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a {SCHEMA} document")
-    history = ApiHistory.from_document(document)
-    _write_cache(cached, document)
+    stored: Mapping[str, Any] = document["projects"]
+    history = ApiHistory(document.get("date", ""), import_map(stored), tuple(stored), stored.get)
+    _write_cache(cached, history, stored)
     return history
 
 
-def _write_cache(cached: Path, document: Mapping[str, Any]) -> None:
+def _write_cache(cached: Path, history: ApiHistory, stored: Mapping[str, Any]) -> None:
     from compatsolve.fileio import replace_cache
 
-    stored: Mapping[str, Any] = document["projects"]
     blobs = {project: marshal.dumps(part) for project, part in stored.items()}
     blobs[DEFINING] = marshal.dumps(defining_map(stored, stored.get))
     index: dict[str, tuple[int, int]] = {}
@@ -246,7 +246,7 @@ def _write_cache(cached: Path, document: Mapping[str, Any]) -> None:
     for name, blob in blobs.items():
         index[name] = (offset, len(blob))
         offset += len(blob)
-    header = marshal.dumps((document.get("date", ""), import_map(stored), tuple(stored), index))
+    header = marshal.dumps((history.date, dict(history._imports), history.projects, index))
     replace_cache(cached, [len(header).to_bytes(8, "little"), header, *blobs.values()], "apis-*.cache")
 
 

@@ -30,6 +30,8 @@ from packaging.version import InvalidVersion, Version
 
 from compatsolve.api_history import SCHEMA, ApiScan, shipped_path, spans_of
 from compatsolve.cachedir import cache_dir
+from compatsolve.errors import InputError
+from compatsolve.pypi import TIMEOUT, USER_AGENT, read_members, wheel_directory
 from compatsolve.snapshot import Release, Snapshot, load_snapshot
 
 # project -> whether class members are scanned too. Members answer "'X' object has no attribute
@@ -78,20 +80,10 @@ SKIPPED_DIRS = frozenset(
         "third_party",
     }
 )
-USER_AGENT = "compatsolve-apis (+https://pypi.org/project/compatsolve/)"
-TIMEOUT = 120
-GAP = 512 * 1024  # merge .py members closer than this into one range request
 CACHE_LAYOUT = 1
 
 
 # ---------------------------------------------------------------- reading a release's sources
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-        data: bytes = response.read()
-        return data
 
 
 def module_name(path: str) -> str | None:
@@ -115,47 +107,13 @@ def module_name(path: str) -> str | None:
 
 def _wheel_members(url: str) -> Iterator[tuple[str, bytes]]:
     """(path, source) of each .py member of a remote wheel, read by ranges."""
-    tail = _get(url, {"Range": "bytes=-65536"})
-    end = tail.rfind(b"PK\x05\x06")
-    if end < 0:
-        raise ValueError("no zip end record")
-    (count,) = struct.unpack("<H", tail[end + 10 : end + 12])
-    size, offset = struct.unpack("<II", tail[end + 12 : end + 20])
-    if offset == 0xFFFFFFFF or count == 0xFFFF:  # zip64: locate the real directory
-        locator = tail.rfind(b"PK\x06\x07")
-        (record_at,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
-        record = _get(url, {"Range": f"bytes={record_at}-{record_at + 55}"})
-        size, offset = struct.unpack("<QQ", record[40:56])
-    directory = _get(url, {"Range": f"bytes={offset}-{offset + size - 1}"})
-    wanted: list[tuple[int, int, int, str]] = []  # local offset, compressed size, method, name
-    pos = 0
-    while pos + 46 <= len(directory) and directory[pos : pos + 4] == b"PK\x01\x02":
-        (method,) = struct.unpack("<H", directory[pos + 10 : pos + 12])
-        (csize,) = struct.unpack("<I", directory[pos + 20 : pos + 24])
-        nlen, xlen, clen = struct.unpack("<HHH", directory[pos + 28 : pos + 34])
-        (local,) = struct.unpack("<I", directory[pos + 42 : pos + 46])
-        name = directory[pos + 46 : pos + 46 + nlen].decode("utf-8", errors="replace")
-        top = name.split("/", 1)[0]
-        if module_name(name) is not None and not top.endswith((".dist-info", ".data")):
-            wanted.append((local, csize, method, name))
-        pos += 46 + nlen + xlen + clen
-    wanted.sort()
-    runs: list[list[tuple[int, int, int, str]]] = []
-    for member in wanted:
-        if runs and member[0] - (runs[-1][-1][0] + runs[-1][-1][1]) < GAP:
-            runs[-1].append(member)
-        else:
-            runs.append([member])
-    for run in runs:
-        start = run[0][0]
-        last = run[-1]
-        stop = last[0] + 30 + 2 * len(last[3].encode()) + 1024 + last[1]
-        chunk = _get(url, {"Range": f"bytes={start}-{stop}"})
-        for local, csize, method, name in run:
-            at = local - start
-            lnlen, lxlen = struct.unpack("<HH", chunk[at + 26 : at + 30])
-            body = chunk[at + 30 + lnlen + lxlen : at + 30 + lnlen + lxlen + csize]
-            yield name, (zlib.decompress(body, -15) if method == 8 else body)
+    wanted = [
+        entry
+        for entry in wheel_directory(url)
+        if module_name(entry.name) is not None
+        and not entry.name.split("/", 1)[0].endswith((".dist-info", ".data"))
+    ]
+    return read_members(url, wanted)
 
 
 def _sdist_members(url: str) -> Iterator[tuple[str, bytes]]:
@@ -394,7 +352,7 @@ def build_document(snapshot: Snapshot, projects: dict[str, bool], workers: int) 
 def refresh_command(*, workers: int, root: Path) -> int:
     snapshot = load_snapshot()
     if snapshot is None:
-        raise SystemExit("compatsolve: no PyPI snapshot to scan (run `compatsolve kb refresh` first)")
+        raise InputError("no PyPI snapshot to scan: run `compatsolve kb refresh` first")
 
     document = build_document(snapshot, API_PROJECTS, workers)
     target = shipped_path(root)

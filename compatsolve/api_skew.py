@@ -33,6 +33,7 @@ _OBJECT_ATTRIBUTE = re.compile(
 _KEYWORD = re.compile(
     r"\b(?P<owner>[A-Z]\w*)\.__init__\(\) got an unexpected keyword argument ['\"](?P<keyword>\w+)['\"]"
 )
+_MESSAGES = (_IMPORT_NAME, _NO_MODULE, _MODULE_ATTRIBUTE, _OBJECT_ATTRIBUTE, _KEYWORD)
 # transformers' model classes and modules: a model newer than the library, not a library skew
 _MODEL_NAME = re.compile(
     r"(?:ForCausalLM|ForConditionalGeneration|Model|Config|Processor|Tokenizer(?:Fast)?)$"
@@ -43,40 +44,26 @@ ESTABLISHED, INFERRED, EITHER = 0.85, 0.46, 0.4  # scores: see compatsolve/diagn
 RULE = "api-history"
 
 
-def _queries(text: str, history: ApiHistory) -> Iterator[tuple[Presence, bool]]:
-    """Each missing symbol the text names, with its history in the project it belongs to, and
-    whether it is a class member."""
+def _queries(text: str, history: ApiHistory) -> Iterator[tuple[Presence | None, bool]]:
+    """Each missing symbol the text names, with its history in the project it belongs to (None
+    when no scanned release has it), and whether it is a class member."""
     for match in _IMPORT_NAME.finditer(text):
-        project = history.project_of_module(match["module"])
-        if project is not None:
-            found = history.name(project, match["name"])
-            if found is not None:
-                yield found, False
+        if project := history.project_of_module(match["module"]):
+            yield history.name(project, match["name"]), False
     for match in _NO_MODULE.finditer(text):
-        project = history.project_of_module(match["module"])
-        if project is not None:
-            found = history.module(project, match["module"])
-            if found is not None:
-                yield found, False
+        if project := history.project_of_module(match["module"]):
+            yield history.module(project, match["module"]), False
     for match in _MODULE_ATTRIBUTE.finditer(text):
-        project = history.project_of_module(match["module"])
-        if project is not None:
-            found = history.name(project, match["name"]) or history.module(
-                project, f"{match['module']}.{match['name']}"
-            )
-            if found is not None:
-                yield found, False
+        if project := history.project_of_module(match["module"]):
+            dotted = f"{match['module']}.{match['name']}"
+            yield history.name(project, match["name"]) or history.module(project, dotted), False
     for match in _OBJECT_ATTRIBUTE.finditer(text):
         owner = match["owner"] or match["type"]
         for project in history.defining(owner):
-            found = history.member(project, owner, match["member"])
-            if found is not None:
-                yield found, True
+            yield history.member(project, owner, match["member"]), True
     for match in _KEYWORD.finditer(text):
         for project in history.defining(match["owner"]):
-            found = history.keyword(project, match["owner"], match["keyword"])
-            if found is not None:
-                yield found, True
+            yield history.keyword(project, match["owner"], match["keyword"]), True
 
 
 HistoryLoader = Callable[[], "ApiHistory | None"]
@@ -86,9 +73,7 @@ def api_findings(text: str, facts: Mapping[str, Any], load: HistoryLoader | None
     """What the API history says about each missing symbol `text` names: removed after the
     release the calling code was written for, or added after the installed one. `load` reads the
     history (compatsolve.api_history.load_history), only when the text names such a symbol."""
-    if load is None or not any(
-        p.search(text) for p in (_IMPORT_NAME, _NO_MODULE, _MODULE_ATTRIBUTE, _OBJECT_ATTRIBUTE, _KEYWORD)
-    ):
+    if load is None or not any(p.search(text) for p in _MESSAGES):
         return []
     history = load()
     if history is None:
@@ -96,7 +81,7 @@ def api_findings(text: str, facts: Mapping[str, Any], load: HistoryLoader | None
     out: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for presence, member in _queries(text, history):
-        if (presence.project, presence.symbol) in seen or presence.always:
+        if presence is None or (presence.project, presence.symbol) in seen or presence.always:
             continue  # in every scanned release: no version of the project explains it
         seen.add((presence.project, presence.symbol))
         judged = _judge(presence, facts)

@@ -10,7 +10,6 @@ from compatsolve.findings import Finding, order
 from compatsolve.knowledge import Knowledge
 from compatsolve.metadata_check import check_requirements, snapshot_requirements
 from compatsolve.records import record
-from compatsolve.release_files import planned_packages, release_file_findings
 from compatsolve.rules import Truth
 
 
@@ -70,11 +69,12 @@ def audit(env: Environment, kb: Knowledge) -> Judgement:
     facts = judged_facts(env, kb)
     findings = rule_findings(facts, kb)
     findings += check_requirements(env, snapshot_requirements(env))
-    planned = planned_packages(env)
-    if planned and "python.version" in facts:
+    if env.packages and "python.version" in facts:  # the check imports the planner's wheel tags
+        from compatsolve.release_files import planned_packages, release_file_findings
         from compatsolve.snapshot import load_snapshot
 
-        findings += release_file_findings(planned, facts, load_snapshot())
+        planned = planned_packages(env)
+        findings += release_file_findings(planned, facts, load_snapshot()) if planned else []
     findings += unresolved_findings(env)
     notices = [{"source": n.source, "message": n.message, "severity": n.severity} for n in env.notices]
     public = {k: v for k, v in sorted(facts.items()) if not k.startswith("_")}

@@ -16,10 +16,10 @@ import tarfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -108,23 +108,32 @@ def parse_requires_dist(metadata: bytes) -> tuple[tuple[str, ...], str | None]:
     return tuple(requires), python
 
 
-def read_wheel_metadata(url: str) -> bytes:
-    """METADATA of a remote wheel: PEP 658 first, else HTTP range requests into the zip."""
-    try:
-        return _get(url + ".metadata")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise
+class ZipEntry(NamedTuple):
+    name: str
+    offset: int  # of the member's local header
+    size: int  # compressed
+    method: int  # 0 stored, 8 deflated
+
+
+def wheel_directory(url: str) -> list[ZipEntry]:
+    """The members of a remote wheel, from its zip central directory, read by HTTP ranges."""
     tail = _get(url, {"Range": "bytes=-65536"})
     end = tail.rfind(b"PK\x05\x06")
     if end < 0:
         raise ValueError("no zip end record")
+    (count,) = struct.unpack("<H", tail[end + 10 : end + 12])
     size, offset = struct.unpack("<II", tail[end + 12 : end + 20])
-    directory = (
-        tail[-(len(tail) - end) - size : end]
-        if size <= end
-        else _get(url, {"Range": f"bytes={offset}-{offset + size - 1}"})
-    )
+    if offset == 0xFFFFFFFF or count == 0xFFFF:  # zip64: the real sizes are in its end record
+        locator = tail.rfind(b"PK\x06\x07")
+        (record_at,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+        record = _get(url, {"Range": f"bytes={record_at}-{record_at + 55}"})
+        size, offset = struct.unpack("<QQ", record[40:56])
+        directory = _get(url, {"Range": f"bytes={offset}-{offset + size - 1}"})
+    elif size <= end:  # the directory sits just before the end record, inside the tail
+        directory = tail[end - size : end]
+    else:
+        directory = _get(url, {"Range": f"bytes={offset}-{offset + size - 1}"})
+    entries = []
     pos = 0
     while pos + 46 <= len(directory) and directory[pos : pos + 4] == b"PK\x01\x02":
         (method,) = struct.unpack("<H", directory[pos + 10 : pos + 12])
@@ -132,12 +141,45 @@ def read_wheel_metadata(url: str) -> bytes:
         nlen, xlen, clen = struct.unpack("<HHH", directory[pos + 28 : pos + 34])
         (local,) = struct.unpack("<I", directory[pos + 42 : pos + 46])
         name = directory[pos + 46 : pos + 46 + nlen].decode("utf-8", errors="replace")
-        if name.endswith(".dist-info/METADATA") and name.count("/") == 1:
-            head = _get(url, {"Range": f"bytes={local}-{local + 30 + nlen + 1024 + csize}"})
-            lnlen, lxlen = struct.unpack("<HH", head[26:30])
-            body = head[30 + lnlen + lxlen : 30 + lnlen + lxlen + csize]
-            return zlib.decompress(body, -15) if method == 8 else body
+        entries.append(ZipEntry(name, local, csize, method))
         pos += 46 + nlen + xlen + clen
+    return entries
+
+
+GAP = 512 * 1024  # members closer than this are read with one range request
+
+
+def read_members(url: str, entries: Iterable[ZipEntry]) -> Iterator[tuple[str, bytes]]:
+    """(name, content) of the given members of a remote wheel, in file order; neighbours are read
+    together, and the bytes between runs (a compiled library) never are."""
+    runs: list[list[ZipEntry]] = []
+    for entry in sorted(entries, key=lambda e: e.offset):
+        if runs and entry.offset - (runs[-1][-1].offset + runs[-1][-1].size) < GAP:
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    for run in runs:
+        start, last = run[0].offset, run[-1]
+        # a local header is 30 bytes, then the name and an extra field of its own length
+        stop = last.offset + 30 + 2 * len(last.name.encode()) + 1024 + last.size
+        chunk = _get(url, {"Range": f"bytes={start}-{stop}"})
+        for entry in run:
+            at = entry.offset - start
+            nlen, xlen = struct.unpack("<HH", chunk[at + 26 : at + 30])
+            body = chunk[at + 30 + nlen + xlen : at + 30 + nlen + xlen + entry.size]
+            yield entry.name, (zlib.decompress(body, -15) if entry.method == 8 else body)
+
+
+def read_wheel_metadata(url: str) -> bytes:
+    """METADATA of a remote wheel: PEP 658 first, else HTTP range requests into the zip."""
+    try:
+        return _get(url + ".metadata")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+    for entry in wheel_directory(url):
+        if entry.name.endswith(".dist-info/METADATA") and entry.name.count("/") == 1:
+            return next(read_members(url, [entry]))[1]
     raise ValueError("no METADATA in wheel")
 
 

@@ -61,3 +61,40 @@ def test_refresh_writes_an_atomic_loadable_cache(monkeypatch: pytest.MonkeyPatch
     release = loaded.project("demo-pkg")["1.0.0"]
     assert release.requires_dist == ("numpy>=1",) and release.requires_python == ">=3.9"
     assert release.files[0].sha256 == "ab" * 32
+
+
+def test_wheel_members_are_read_by_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zip reader behind both METADATA and the API scan, over a wheel built here and served by
+    byte ranges: the member between the two runs (a stand-in for a compiled library) is never
+    transferred."""
+    import io
+    import os
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("demo/__init__.py", "X = 1\n", compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("demo/_C.so", os.urandom(2 * pypi.GAP), compress_type=zipfile.ZIP_STORED)
+        archive.writestr("demo/late.py", "def f(): ...\n", compress_type=zipfile.ZIP_STORED)
+        archive.writestr("demo-1.0.dist-info/METADATA", "Name: demo\n", compress_type=zipfile.ZIP_DEFLATED)
+    data = buffer.getvalue()
+    served: list[int] = []
+
+    def ranged(url: str, headers: dict[str, str] | None = None) -> bytes:
+        if url.endswith(".metadata"):
+            raise urllib.error.HTTPError(url, 404, "not found", None, None)  # type: ignore[arg-type]
+        first, _, last = (headers or {})["Range"].removeprefix("bytes=").partition("-")
+        chunk = data[int(first) :] if first else data[-int(last) :]
+        chunk = chunk[: int(last) - int(first) + 1] if first and last else chunk
+        served.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(pypi, "_get", ranged)
+    assert pypi.read_wheel_metadata("https://x/demo.whl") == b"Name: demo\n"
+    served.clear()
+    entries = [e for e in pypi.wheel_directory("https://x/demo.whl") if e.name.endswith(".py")]
+    assert dict(pypi.read_members("https://x/demo.whl", entries)) == {
+        "demo/__init__.py": b"X = 1\n",
+        "demo/late.py": b"def f(): ...\n",
+    }
+    assert sum(served) < len(data) - pypi.GAP  # the library in between was skipped
