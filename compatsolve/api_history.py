@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import marshal
+import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -129,6 +130,7 @@ class ApiHistory:
         self._read = read
         self._loaded: dict[str, dict[str, Any] | None] = {}
         self._defining: dict[str, str] | None = None
+        self._classes: dict[str, frozenset[str]] = {}
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ApiHistory:
@@ -151,6 +153,15 @@ class ApiHistory:
             self._defining = stored if stored is not None else defining_map(self.projects, self._project)
         found = self._defining.get(name)
         return found.split(",") if found else []
+
+    def has_class_body(self, project: str, owner: str) -> bool:
+        """Whether some release of `project` defines the class `owner` itself (its body has a member
+        or a keyword), not only imports or re-exports it as `defining` also counts."""
+        if project not in self._classes:
+            stored = self._project(project)
+            keys = stored["members"] if stored else ()
+            self._classes[project] = frozenset(re.split(r"[.(]", key, maxsplit=1)[0] for key in keys)
+        return owner in self._classes[project]
 
     def _presence(self, project: str, section: str, key: str, symbol: str) -> Presence | None:
         stored = self._project(project)

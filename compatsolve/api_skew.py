@@ -34,6 +34,13 @@ _KEYWORD = re.compile(
     r"\b(?P<owner>[A-Z]\w*)\.__init__\(\) got an unexpected keyword argument ['\"](?P<keyword>\w+)['\"]"
 )
 _MESSAGES = (_IMPORT_NAME, _NO_MODULE, _MODULE_ATTRIBUTE, _OBJECT_ATTRIBUTE, _KEYWORD)
+# a failed call names its method's class: "C.m() got an unexpected keyword argument 'k'",
+# "C.m() takes 2 positional arguments but 3 were given", "C.m() missing 1 required positional argument"
+_METHOD_CALL = re.compile(
+    r"\b(?P<owner>[A-Z]\w*)\.(?P<member>\w+)\(\) (?:got an unexpected keyword|takes \d+ positional|missing \d+ required)"
+)
+_OWNERS = (_METHOD_CALL, _OBJECT_ATTRIBUTE)
+MAX_OWNERS = 2  # a class that more projects define says nothing about which one is meant
 # transformers' model classes and modules: a model newer than the library, not a library skew
 _MODEL_NAME = re.compile(
     r"(?:ForCausalLM|ForConditionalGeneration|Model|Config|Processor|Tokenizer(?:Fast)?)$"
@@ -67,6 +74,30 @@ def _queries(text: str, history: ApiHistory) -> Iterator[tuple[Presence | None, 
 
 
 HistoryLoader = Callable[[], "ApiHistory | None"]
+
+
+def owning_projects(text: str, load: HistoryLoader | None) -> tuple[str, ...]:
+    """The projects whose class a failed call or a missing attribute in `text` belongs to
+    ("DPOTrainer.get_batch_logps() got an unexpected keyword argument" -> trl): the package whose
+    API the message is about when the message does not say it. A project counts when some release
+    defines that member in the class body, or else the class body at all; importing or
+    re-exporting the class (unsloth re-exports trl's trainers) does not count."""
+    if load is None or not any(p.search(text) for p in _OWNERS):
+        return ()
+    history = load()
+    if history is None:
+        return ()
+    found: list[str] = []
+    for pattern in _OWNERS:
+        for match in pattern.finditer(text):
+            owner = match["owner"] or match.groupdict().get("type") or ""
+            member = match["member"]
+            candidates = history.defining(owner)
+            with_member = [p for p in candidates if history.member(p, owner, member) is not None]
+            bodies = with_member or [p for p in candidates if history.has_class_body(p, owner)]
+            if 0 < len(bodies) <= MAX_OWNERS:
+                found += [canonicalize_name(p) for p in bodies]
+    return tuple(dict.fromkeys(found))
 
 
 def api_findings(text: str, facts: Mapping[str, Any], load: HistoryLoader | None) -> list[Finding]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from compatsolve.api_skew import HistoryLoader, api_findings
+from compatsolve.api_skew import HistoryLoader, api_findings, owning_projects
 from compatsolve.families import TAIL, Publications, family_findings, mentioned_components, rule_readings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
 from compatsolve.knowledge import SPECIAL_COMPONENTS, Knowledge, captured_components
@@ -104,13 +104,15 @@ def diagnose(
         # signature matches and whose facts hold
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
-    found += rule_readings(found, text, facts, kb, published)
+    # the package a failed call is about, when the message names only its class
+    owners = owning_projects(text[-TAIL:], apis)
+    found += rule_readings(found, text, facts, kb, published, owners)
     # read beside the rules and families, not instead of them: the history dates a name, it
     # does not know why the calling code is the age it is
     dated = api_findings(text[-TAIL:], facts, apis)
     if not any(f.explains_error for f in found):
         problems = (extra or []) if environment is None else environment
-        families = family_findings(text, facts, kb, published)
+        families = family_findings(text, facts, kb, published, owners)
         kinds = {f.kind for f in families}
         agreeing = [
             replace(f, explains_error=True, score=AGREEING)

@@ -25,6 +25,22 @@ SYS_PLATFORM = {"linux": "linux", "wsl": "linux", "windows": "win32", "macos": "
 PLATFORM_SYSTEM = {"linux": "Linux", "wsl": "Linux", "windows": "Windows", "macos": "Darwin"}
 
 
+# x86 vector extensions, oldest first: the newest one a CPU has (`cpu_avx`) decides which prebuilt
+# llama.cpp-based binaries run on it (GPT4All, Ollama, LM Studio and LocalAI ship AVX or AVX2
+# builds; knowledge/rules/cpu.toml).
+AVX_LEVELS = ("none", "avx", "avx2", "avx512")
+
+
+def avx_level(flags: Iterable[str]) -> str:
+    """The newest AVX level among a CPU's feature flags as Linux names them (/proc/cpuinfo,
+    lscpu's "Flags:"): avx512f, avx2, avx; "none" when it has none of them."""
+    present = {flag.lower() for flag in flags}
+    for level, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx")):
+        if flag in present:
+            return level
+    return "none"
+
+
 def marker_values(python: str | None, os_name: str | None, arch: str | None) -> dict[str, str]:
     """The PEP 508 marker variables that a target's Python version, OS and architecture decide
     (what that interpreter's `platform` module would report there); unknown inputs are left out."""
@@ -105,6 +121,7 @@ class Environment:
     os_name: str | None = None
     os_release: str | None = None
     arch: str | None = None
+    cpu_avx: str | None = None  # one of AVX_LEVELS; None: unknown (and on non-x86 CPUs)
     glibc: str | None = None
     python_version: str | None = None
     python_abi: str | None = None
@@ -191,6 +208,9 @@ class Environment:
         _put(out, "os.name", self.os_name)
         _put(out, "os.arch", self.arch)
         _put(out, "glibc.version", self.glibc)
+        if self.cpu_avx in AVX_LEVELS and self.arch in (None, "x86_64"):
+            level = AVX_LEVELS.index(self.cpu_avx)
+            out["cpu.avx"], out["cpu.avx2"], out["cpu.avx512"] = level >= 1, level >= 2, level >= 3
         _put(out, "python.version", self.python_version)
         for pkg in (self.packages or {}).values():
             out[f"pkg.{pkg.name}"] = public_version(pkg.version)

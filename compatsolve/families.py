@@ -50,12 +50,18 @@ _vocabularies: dict[
 
 
 def family_findings(
-    text: str, facts: dict[str, Any], kb: Knowledge, published: Publications | None = None
+    text: str,
+    facts: dict[str, Any],
+    kb: Knowledge,
+    published: Publications | None = None,
+    owners: tuple[str, ...] = (),
 ) -> list[Finding]:
     """Up to MAX_FAMILIES findings for the families whose cues `text` carries, best first, each
     followed by the other readings of the same message that it names (see `Reading`).
     `published` says when a declared release was published and what it requires (the PyPI
-    snapshot): it orders a reading by which side of a version skew is the older one."""
+    snapshot): it orders a reading by which side of a version skew is the older one. `owners`
+    are the projects whose class the message's failed call belongs to (the API history's
+    answer): subjects of the families that name one, after those the message itself names."""
     text = text[-TAIL:]
     folded = text.casefold()
 
@@ -85,7 +91,7 @@ def family_findings(
     ran = (canonicalize_name(engine),) if isinstance(engine, str) else ()
     findings = []
     for points, _, family, has_strong in offered:
-        subjects = [c for c in _subjects(family, text) if c in known]
+        subjects = _subjects_known(family, text, known, owners)
         implied = [c for c, when in family.implicates if when.evaluate(facts) is Truth.TRUE]
         components = tuple(dict.fromkeys((*family.components, *implied, *subjects, *named, *ran)))
         if family.declared_packages and not set(components) - SPECIAL_COMPONENTS:
@@ -121,7 +127,12 @@ def family_findings(
 
 
 def rule_readings(
-    findings: list[Finding], text: str, facts: dict[str, Any], kb: Knowledge, published: Publications | None
+    findings: list[Finding],
+    text: str,
+    facts: dict[str, Any],
+    kb: Knowledge,
+    published: Publications | None,
+    owners: tuple[str, ...] = (),
 ) -> list[Finding]:
     """The other readings of what a general rule explains: "cannot import name 'x' from
     'transformers'" (import-mismatch-transformers) is the same two-way skew as its family's
@@ -135,7 +146,7 @@ def rule_readings(
         family = with_readings.get(finding.kind)
         if not finding.explains_error or finding.rule not in general or family is None:
             continue
-        subjects = [c for c in _subjects(family, text) if c in known]
+        subjects = _subjects_known(family, text, known, owners)
         skew = version_skew(subjects[0], facts, published) if subjects else None
         hint = f" (another reading of the message that {finding.rule} names)"
         out += _readings(
@@ -202,6 +213,13 @@ def _known_packages(kb: Knowledge, facts: Mapping[str, Any]) -> set[str]:
 
 def _subjects(family: Family, text: str) -> list[str]:
     return [c for p in family.compiled_subjects if (m := p.search(text)) for c in captured_components(m)]
+
+
+def _subjects_known(family: Family, text: str, known: set[str], owners: tuple[str, ...]) -> list[str]:
+    """The packages `family`'s message is about: those it names, then the `owners` of the class it
+    names, for a family that has subjects at all."""
+    extra = owners if family.compiled_subjects else ()
+    return [c for c in dict.fromkeys((*_subjects(family, text), *extra)) if c in known]
 
 
 def _reads(reading: Reading, text: str, facts: dict[str, Any]) -> bool:

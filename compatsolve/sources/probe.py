@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from compatsolve.environment import Environment, Gpu, Notice
+from compatsolve.environment import Environment, Gpu, Notice, avx_level
 from compatsolve.records import replace
 from compatsolve.sources import installed
 
@@ -270,6 +270,20 @@ def probe_toolkit(environ: dict[str, str], run: Runner = run_command) -> Environ
     return Environment.from_source("environment", cuda_home=home)
 
 
+def probe_cpu_avx(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The newest AVX level of the CPU, from the first "flags" line of /proc/cpuinfo (what the
+    kernel lets processes use: a VM whose hypervisor masks AVX shows none); None if unreadable."""
+    try:
+        with cpuinfo.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return avx_level(value.split())
+    except OSError:
+        return None
+    return None
+
+
 def probe_system(environ: dict[str, str]) -> Environment:
     libc, libc_version = platform.libc_ver()
     system = platform.system().lower()
@@ -291,11 +305,13 @@ def probe_system(environ: dict[str, str]) -> Environment:
             )
         )
     env_vars = {k: v for k, v in environ.items() if k in ENV_VAR_NAMES or k.startswith(ENV_VAR_PREFIXES)}
+    arch = platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
     return Environment.from_source(
         "probe",
         os_name=os_name,
         os_release=release,
-        arch=platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64"),
+        arch=arch,
+        cpu_avx=probe_cpu_avx() if arch == "x86_64" and os_name in ("linux", "wsl") else None,
         glibc=libc_version if libc == "glibc" and libc_version else None,
         env_vars=env_vars,
         notices=tuple(notices),

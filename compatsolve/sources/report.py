@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from compatsolve.environment import Environment, Gpu, Notice, Package, TorchBuild
+from compatsolve.environment import Environment, Gpu, Notice, Package, TorchBuild, avx_level
 from compatsolve.names import canonicalize_name
 from compatsolve.records import field, record
 from compatsolve.versions import leading_version, parse_version
@@ -139,6 +139,12 @@ def _(m: re.Match[str], c: _Collected) -> None:
     arch = re.search(r"\((x86_64|aarch64|arm64)\)", text)
     if arch:
         c.put("arch", arch.group(1).replace("arm64", "aarch64"), CE)
+
+
+@_on(CE, r"^\s*Flags:\s*(fpu\b.*)$")
+def _(m: re.Match[str], c: _Collected) -> None:
+    # lscpu, as collect_env prints it; x86 flag lists start with fpu
+    c.put("cpu_avx", avx_level(m.group(1).split()), CE)
 
 
 @_on(CE, r"^Libc version:\s*glibc-(\d+\.\d+)")
@@ -410,6 +416,7 @@ def _to_environment(c: _Collected, origin: str, catalog: object) -> Environment:
         toolkit_cuda=leading_version(str(values["toolkit_cuda"])) if "toolkit_cuda" in values else None,
         os_name=_s(values.get("os_name")),
         arch=_s(values.get("arch")),
+        cpu_avx=_s(values.get("cpu_avx")),
         glibc=_s(values.get("glibc")),
         python_version=_s(values.get("python_version")),
         packages=packages or None,

@@ -10,6 +10,7 @@ from typing import Any
 
 from compatsolve import __version__
 from compatsolve.environment import (
+    AVX_LEVELS,
     SNAPSHOT_SCHEMA,
     Environment,
     Gpu,
@@ -44,6 +45,7 @@ def to_document(env: Environment, facts: Mapping[str, Any] | None = None) -> dic
             "driver": {"version": env.driver_version, "cuda": env.driver_cuda},
             "toolkit": {"cuda": env.toolkit_cuda, "cuda_home": env.cuda_home},
             "os": {"name": env.os_name, "release": env.os_release, "arch": env.arch},
+            "cpu": {"avx": env.cpu_avx},
             "glibc": env.glibc,
         },
         "python": {"version": env.python_version, "abi": env.python_abi, "executable": env.python_executable},
@@ -138,6 +140,9 @@ def from_document(doc: Any, origin: str) -> Environment:
     driver = r.table(machine.get("driver"), "machine.driver")
     toolkit = r.table(machine.get("toolkit"), "machine.toolkit")
     os_info = r.table(machine.get("os"), "machine.os")
+    cpu_avx = r.text(r.table(machine.get("cpu"), "machine.cpu").get("avx"), "machine.cpu.avx")
+    if cpu_avx is not None and cpu_avx not in AVX_LEVELS:
+        raise r.fail("machine.cpu.avx", "one of " + ", ".join(AVX_LEVELS))
     python = r.table(doc.get("python"), "python")
     torch_raw = doc.get("torch")
     torch = None
@@ -208,6 +213,7 @@ def from_document(doc: Any, origin: str) -> Environment:
         os_name=r.text(os_info.get("name"), "machine.os.name"),
         os_release=r.text(os_info.get("release"), "machine.os.release"),
         arch=r.text(os_info.get("arch"), "machine.os.arch"),
+        cpu_avx=cpu_avx,
         glibc=r.text(machine.get("glibc"), "machine.glibc"),
         python_version=r.text(python.get("version"), "python.version"),
         python_abi=r.text(python.get("abi"), "python.abi"),

@@ -1,7 +1,7 @@
 """`--target SPEC`: a machine described by hand.
 
 Grammar (docs/environment.md): comma-separated `key=value` items; keys gpu, count, cc, vram,
-driver, cuda, toolkit, python, os, arch, glibc; a bare first item without `=` is the GPU name.
+driver, cuda, toolkit, python, os, arch, glibc, avx; a bare first item without `=` is the GPU name.
 `A100-80GB,count=8,driver=535.104.05` or `gpu=RTX 4090,cuda=12.4,os=wsl`.
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import re
 
-from compatsolve.environment import Environment, Gpu, Notice
+from compatsolve.environment import AVX_LEVELS, Environment, Gpu, Notice
 from compatsolve.errors import InputError
 from compatsolve.knowledge import Knowledge
 from compatsolve.records import replace
 
-KEYS = ("gpu", "count", "cc", "vram", "driver", "cuda", "toolkit", "python", "os", "arch", "glibc")
+KEYS = ("gpu", "count", "cc", "vram", "driver", "cuda", "toolkit", "python", "os", "arch", "glibc", "avx")
 OS_NAMES = {
     "linux": "linux",
     "windows": "windows",
@@ -153,5 +153,10 @@ def _build(values: dict[str, str], kb: Knowledge, lenient: bool) -> Environment:
         if arch is None:
             raise InputError(f"--target: arch={values['arch']!r}: expected x86_64 or aarch64")
         fields["arch"] = arch
+    if "avx" in values:
+        level = values["avx"].lower()
+        if level not in AVX_LEVELS:
+            raise InputError(f"--target: avx={values['avx']!r}: expected {', '.join(AVX_LEVELS)}")
+        fields["cpu_avx"] = level
     env = Environment.from_source("--target", **fields)  # type: ignore[arg-type]
     return replace(env, notices=tuple(notices)) if notices else env
