@@ -37,7 +37,8 @@ _MESSAGES = (_IMPORT_NAME, _NO_MODULE, _MODULE_ATTRIBUTE, _OBJECT_ATTRIBUTE, _KE
 # a failed call names its method's class: "C.m() got an unexpected keyword argument 'k'",
 # "C.m() takes 2 positional arguments but 3 were given", "C.m() missing 1 required positional argument"
 _METHOD_CALL = re.compile(
-    r"\b(?P<owner>[A-Z]\w*)\.(?P<member>\w+)\(\) (?:got an unexpected keyword|takes \d+ positional|missing \d+ required)"
+    r"\b(?P<owner>[A-Z]\w*)\.(?P<member>\w+)\(\) "
+    r"(?:got an unexpected keyword|takes \d+ positional|missing \d+ required)"
 )
 _OWNERS = (_METHOD_CALL, _OBJECT_ATTRIBUTE)
 MAX_OWNERS = 2  # a class that more projects define says nothing about which one is meant

@@ -107,11 +107,29 @@ def _environment_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+PLAN_ENGINES = ("vllm", "sglang", "transformers")
+# the values of `run.engine` in knowledge/rules (tests/test_cpu_avx.py keeps the two in step)
+ENGINES = (
+    *PLAN_ENGINES,
+    "tgi",
+    "lmdeploy",
+    "tensorrt-llm",
+    "ktransformers",
+    "exllamav3",
+    "llama.cpp",
+    "ollama",
+    "lmstudio",
+    "gpt4all",
+    "localai",
+)
+
+
 def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
     group = parser.add_argument_group("workload")
     group.add_argument("--model", help="catalog name, loose spelling or Hugging Face repo id")
     group.add_argument("--stage", choices=["inference", "fine-tuning"])
-    group.add_argument("--engine", choices=["vllm", "sglang", "transformers"])
+    # plan solves for the engines it can pin; audit and diagnose take every engine the rules name
+    group.add_argument("--engine", choices=PLAN_ENGINES if plan else ENGINES)
     group.add_argument("--method", choices=["full", "lora", "qlora"])
     group.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     group.add_argument(

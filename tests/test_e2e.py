@@ -167,6 +167,13 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout61": (0.65, 0.65),
     "heldout62": (0.50, 0.45),
     "heldout63": (0.40, 0.35),
+    # collected in session 8, scored at collection (docs/audit.md)
+    "heldout64": (0.65, 0.40),
+    "heldout65": (0.65, 0.50),
+    "heldout66": (0.30, 0.30),
+    "heldout67": (0.75, 0.65),
+    "heldout68": (0.55, 0.55),
+    "heldout69": (0.60, 0.60),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`

@@ -8,9 +8,11 @@ from compatsolve.environment import Environment
 from compatsolve.outputs.console import console
 from compatsolve.stack import STACK_PROJECTS
 
+AVX_TEXT = {"none": "no AVX", "avx": "AVX (no AVX2)", "avx2": "AVX2", "avx512": "AVX2, AVX-512"}
+
 
 def _avx_text(level: str | None) -> str | None:
-    return {"none": "no AVX", "avx": "AVX (no AVX2)", "avx2": "AVX2", "avx512": "AVX2, AVX-512"}.get(level or "")
+    return AVX_TEXT.get(level or "")
 
 
 def render(env: Environment, facts: dict[str, Any]) -> None:
