@@ -17,7 +17,7 @@ import pytest
 
 from compatsolve.api_history import ApiScan, Presence, load_history, spans_of
 from compatsolve.api_scan import module_name, scan_module
-from compatsolve.api_skew import api_findings
+from compatsolve.api_skew import api_findings, owning_projects
 from compatsolve.knowledge import load
 from compatsolve.versions import parse_version
 
@@ -239,3 +239,46 @@ def test_a_class_member_is_a_lead_not_an_established_cause() -> None:
     ours = [f for f in found if "peft" in f.components]
     assert ours and all(f.severity == "warning" and f.explanation.endswith(MEMBER_CAVEAT) for f in ours)
     assert ours[0].kind == "api-removed-in-newer-library" and ours[0].score < 0.5
+
+
+# ------------------------------------------------------------------ the class a failed call names
+
+
+@needs_history
+def test_owning_projects_names_the_class_body_not_its_re_exporters() -> None:
+    """unsloth re-exports trl's DPOTrainer, so both "define" the name; only trl's class body has
+    the method, and a failed call on it is about trl."""
+    assert HISTORY is not None
+    assert {"trl", "unsloth"} <= set(HISTORY.defining("DPOTrainer"))
+    assert HISTORY.has_class_body("trl", "DPOTrainer") and not HISTORY.has_class_body("unsloth", "DPOTrainer")
+    text = "TypeError: DPOTrainer.get_batch_logps() got an unexpected keyword argument 'average_log_prob'"
+    assert owning_projects(text, load_history) == ("trl",)
+
+
+@needs_history
+def test_owning_projects_prefers_the_class_that_has_the_member() -> None:
+    """flash-attn has a GenerationMixin of its own; the member says which one a call meant."""
+    assert HISTORY is not None
+    assert {"flash-attn", "transformers"} <= set(HISTORY.defining("GenerationMixin"))
+    text = "GenerationMixin._extract_past_from_model_output() got an unexpected keyword argument 'x'"
+    assert owning_projects(text, load_history) == ("transformers",)
+
+
+@needs_history
+def test_owning_projects_says_nothing_for_unknown_classes_or_without_history() -> None:
+    text = "'MyCollator' object has no attribute 'pad'"
+    assert owning_projects(text, load_history) == ()
+    assert owning_projects("DPOTrainer.train() missing 1 required positional argument: 'x'", None) == ()
+
+
+@needs_history
+def test_a_family_reading_names_the_owner_the_message_does_not(kb) -> None:
+    """A message that names only a class: the family of an API skew implicates its project."""
+    from compatsolve.diagnose import diagnose
+
+    text = "TypeError: DPOTrainer.__init__() got an unexpected keyword argument 'gamma'"
+    found, _ = diagnose(text, {}, kb, apis=load_history)
+    family = next(f for f in found if f.rule == "family-api-removed-in-newer-library")
+    assert "trl" in family.components
+    without, _ = diagnose(text, {}, kb)
+    assert "trl" not in next(f for f in without if f.rule == family.rule).components
