@@ -4,9 +4,9 @@ facts confirm or rule out each candidate, and rank what is left."""
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
-from compatsolve.api_history import ApiHistory
 from compatsolve.api_skew import HistoryLoader, api_findings, owning_projects
 from compatsolve.families import TAIL, Publications, family_findings, mentioned_components, rule_readings
 from compatsolve.findings import TIER_CONFIDENCE, Finding, order
@@ -105,7 +105,7 @@ def diagnose(
         # signature matches and whose facts hold
         score = BASE + SPECIFICITY + CONFIRMED if explains else finding.score
         found.append(replace(finding, explains_error=explains, score=score))
-    apis = _once(apis)  # the owners and the dating below read one history
+    apis = cache(apis) if apis is not None else None  # the owners and the dating read one history
     # the package a failed call is about, when the message names only its class
     owners = owning_projects(text[-TAIL:], apis)
     found += rule_readings(found, text, facts, kb, published, owners)
@@ -129,20 +129,6 @@ def diagnose(
             found += _possible_causes(problems)
             found += _if_installed(text, facts, kb)
     return order(found + dated, error_given=True), ruled_out
-
-
-def _once(load: HistoryLoader | None) -> HistoryLoader | None:
-    """`load`, called at most once: a loader may open the history anew on each call."""
-    if load is None:
-        return None
-    loaded: list[ApiHistory | None] = []
-
-    def once() -> ApiHistory | None:
-        if not loaded:
-            loaded.append(load())
-        return loaded[0]
-
-    return once
 
 
 def _possible_causes(environment: list[Finding]) -> list[Finding]:

@@ -154,5 +154,4 @@ def test_every_engine_the_rules_name_is_accepted_by_audit(kb) -> None:
         if rule.when is not None
         for value in re.findall(r'"run\.engine" = "([^"*]+)"', Path(rule.file).read_text(encoding="utf-8"))
     }
-    spellings = {"lm-studio": "lmstudio", "local-ai": "localai"}  # second spellings in `any` lists
-    assert {spellings.get(v, v) for v in named} <= set(ENGINES)
+    assert named <= set(ENGINES)

@@ -11,10 +11,6 @@ from compatsolve.stack import STACK_PROJECTS
 AVX_TEXT = {"none": "no AVX", "avx": "AVX (no AVX2)", "avx2": "AVX2", "avx512": "AVX2, AVX-512"}
 
 
-def _avx_text(level: str | None) -> str | None:
-    return AVX_TEXT.get(level or "")
-
-
 def render(env: Environment, facts: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -40,7 +36,7 @@ def render(env: Environment, facts: dict[str, Any]) -> None:
         ("CUDA_HOME", env.cuda_home, "cuda_home"),
         ("OS", " ".join(x for x in (env.os_name, env.os_release) if x) or None, "os_name"),
         ("CPU architecture", env.arch, "arch"),
-        ("CPU vector extensions", _avx_text(env.cpu_avx), "cpu_avx"),
+        ("CPU vector extensions", AVX_TEXT.get(env.cpu_avx or ""), "cpu_avx"),
         ("glibc", env.glibc, "glibc"),
         ("Python", " ".join(x for x in (env.python_version, env.python_abi) if x) or None, "python_version"),
     ):
