@@ -65,10 +65,21 @@ def derive(facts: dict[str, Any], kb: Knowledge) -> dict[str, Any]:
             if value:
                 out[f"model.{key}"] = value
     _memory(out)
+    _cpu_x86(out)
     heads, tp = out.get("model.attention_heads"), out.get("run.tp")
     if isinstance(heads, int) and isinstance(tp, int) and tp > 0:
         out["run.tp_divides_heads"] = heads % tp == 0
     return out
+
+
+def _cpu_x86(out: dict[str, Any]) -> None:
+    # AVX levels are x86 facts: known ones say the CPU is x86 even when the architecture is not
+    # given, and a known Arm architecture rules the AVX rules out instead of leaving them open
+    arch = out.get("os.arch")
+    if arch is not None:
+        out["cpu.x86"] = arch == "x86_64"
+    elif any(f"cpu.{level}" in out for level in ("avx", "avx2", "avx512")):
+        out["cpu.x86"] = True
 
 
 def _torch_arch(out: dict[str, Any], kb: Knowledge) -> None:

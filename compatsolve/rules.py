@@ -46,6 +46,7 @@ KNOWN_FACTS = frozenset(
         "cpu.avx",
         "cpu.avx2",
         "cpu.avx512",
+        "cpu.x86",
         "python.version",
         "torch.cuda",
         "torch.variant",

@@ -174,6 +174,13 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout67": (0.75, 0.65),
     "heldout68": (0.55, 0.55),
     "heldout69": (0.60, 0.60),
+    # session 9's fresh round (collected while the cuDNN / macOS rules were written)
+    "heldout70": (0.20, 0.10),
+    "heldout71": (0.60, 0.60),
+    "heldout72": (0.60, 0.55),
+    "heldout73": (0.55, 0.55),
+    "heldout74": (0.20, 0.20),
+    "heldout75": (0.50, 0.50),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -211,6 +218,14 @@ FLOORS = {  # suite: (detection, ranked first)
 # The API history is right that 2.1.2 ships no flash_attn.ops.triton package (its directory had no
 # __init__.py, so it was left out) and that 2.2.0 has it; the collector labelled the broken
 # release a packaging bug, not an environment fact.
+# heldout32 (session 9): "Failed to load the default metallib. This library is using language
+# version 4.0 which is not supported on this OS" on macOS 15: macos-older-than-binary-deployment-target
+# names it (its fix says app builders should pin mlx-metal for their lowest macOS); this collector
+# judged vMLX's bundling the cause, while heldout38's and heldout44's judged the same message an OS
+# too old for the binary.
+# heldout74 (session 9): "no device code compatible with CUDA arch 750" from koboldcpp 1.92.1:
+# ggml-cuda-binary-lacks-gpu-arch-device-code names it; the collector filed the release's missing
+# sm_75 code as a regression fixed in the next build.
 ACCEPTED_FALSE_ALARMS = {
     "heldout11": 2,
     "heldout12": 1,
@@ -224,6 +239,8 @@ ACCEPTED_FALSE_ALARMS = {
     "heldout46": 1,
     "heldout51": 1,
     "heldout53": 1,
+    "heldout32": 1,
+    "heldout74": 1,
 }
 E2E = Path(__file__).parent / "e2e"
 SUITES: dict[str, list[dict[str, Any]]] = {
