@@ -121,6 +121,7 @@ ENGINES = (
     "lmstudio",
     "gpt4all",
     "localai",
+    "koboldcpp",
 )
 
 
