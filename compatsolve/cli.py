@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from compatsolve.quantization import PLAN_QUANTIZATIONS, QUANTIZATIONS, canonical_quantization
+
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
@@ -133,8 +135,12 @@ def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None
     group.add_argument("--engine", choices=PLAN_ENGINES if plan else ENGINES)
     group.add_argument("--method", choices=["full", "lora", "qlora"])
     group.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
+    accepted = PLAN_QUANTIZATIONS if plan else QUANTIZATIONS
     group.add_argument(
-        "--quantization", choices=["none", "awq", "gptq", "fp8", "bnb-4bit", "bnb-8bit", "gguf"]
+        "--quantization",
+        type=lambda text: _quantization(text, accepted),
+        metavar="{" + ",".join(accepted) + "}",
+        help="or a llama.cpp type such as Q4_K_M (read as gguf)",
     )
     group.add_argument("--context", type=_positive_int, metavar="TOKENS")
     if not plan:
@@ -143,6 +149,13 @@ def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None
         )
     if not plan:
         group.add_argument("--tp", type=_positive_int, metavar="N", help="tensor-parallel size")
+
+
+def _quantization(text: str, accepted: tuple[str, ...]) -> str:
+    name = canonical_quantization(text)
+    if name not in accepted:
+        raise argparse.ArgumentTypeError(f"quantization {text!r} is not one of {', '.join(accepted)}")
+    return name
 
 
 def _positive_int(text: str) -> int:

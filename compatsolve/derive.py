@@ -22,6 +22,11 @@ BYTES_PER_PARAM = {
     "gguf": 0.6,
     "fp8": 1.0,
     "bnb-8bit": 1.0,
+    "int4": 0.5,
+    "int8": 1.0,
+    "fp4": 0.5,
+    "nvfp4": 0.5,
+    "modelopt_fp4": 0.5,
     "float32": 4.0,
     "float16": 2.0,
     "bfloat16": 2.0,
@@ -142,6 +147,8 @@ def _memory(out: dict[str, Any]) -> None:
     dtype = out.get("run.dtype")
     if quant and quant != "none":
         key = str(quant)
+        if key not in BYTES_PER_PARAM:
+            return  # a variable bit width (exl2 at 2.5 to 8 bits): no estimate rather than a wrong one
     elif dtype and dtype != "auto":
         key = str(dtype)
     else:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clirun import run_cli
@@ -151,3 +152,36 @@ def test_help_width_is_what_shutil_reports(monkeypatch: pytest.MonkeyPatch, colu
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert _terminal_columns() == shutil.get_terminal_size().columns
+
+
+def test_every_quantization_the_rules_name_is_accepted_by_audit(kb) -> None:
+    from compatsolve.quantization import QUANTIZATIONS
+
+    def values(condition: Any) -> set[str]:
+        found = set()
+        for test in condition.tests:
+            if test.fact == "run.quantization":
+                found |= {str(v) for v in test.equals}
+        for part in (*condition.any_of, *([condition.none_of] if condition.none_of else [])):
+            found |= values(part)
+        return found
+
+    named = {v for rule in kb.rules if rule.when is not None for v in values(rule.when)}
+    assert named and named <= set(QUANTIZATIONS)
+
+
+def test_quantization_accepts_llama_cpp_types_and_refuses_unknown_names() -> None:
+    from compatsolve.quantization import canonical_quantization
+
+    assert canonical_quantization("Q4_K_M") == "gguf"
+    assert canonical_quantization("IQ2_XS") == "gguf"
+    assert canonical_quantization(" AWQ ") == "awq"
+    assert canonical_quantization("bitsandbytes") is None  # 4-bit or 8-bit: the user must say
+    refused = run_cli("diagnose", "--error", "x", "--quantization", "exl3")
+    assert refused.returncode == 2 and "quantization 'exl3' is not one of" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # plan turns a quantization into engine settings: only those it can
+    not_planned = run_cli("plan", "--model", "qwen2-7b", "--quantization", "exl2")
+    assert not_planned.returncode == 2 and "quantization 'exl2' is not one of" in not_planned.stderr
+    accepted = run_cli("diagnose", "--error", "x", "--quantization", "Q4_K_M", "--format", "json")
+    assert json.loads(accepted.stdout)["environment"]["run.quantization"] == "gguf"

@@ -94,6 +94,7 @@ from compatsolve.api_history import load_history
 from compatsolve.environment import RunSettings
 from compatsolve.knowledge import load
 from compatsolve.names import canonicalize_name
+from compatsolve.quantization import canonical_quantization
 from compatsolve.snapshot import published
 from compatsolve.sources.assemble import EnvironmentRequest, build_environments
 
@@ -120,7 +121,10 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout14": (0.70, 0.60),
     "heldout15": (0.90, 0.85),
     "heldout16": (0.65, 0.65),
-    "heldout17": (0.75, 0.75),
+    # heldout17 and heldout26 (session 9): each lost a case when the harness began to read
+    # `quantization` as `--quantization` does; "bitsandbytes" (4- or 8-bit?) is refused there, and
+    # passed raw it had made two bitsandbytes rules' conditions false and left the message to a family
+    "heldout17": (0.70, 0.70),
     "heldout18": (0.75, 0.70),
     "heldout19": (0.65, 0.60),
     "heldout20": (0.50, 0.40),
@@ -129,7 +133,7 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout23": (0.40, 0.35),
     "heldout24": (0.80, 0.70),
     "heldout25": (0.75, 0.70),
-    "heldout26": (0.50, 0.45),
+    "heldout26": (0.45, 0.45),
     "heldout27": (0.35, 0.30),
     "heldout28": (0.75, 0.75),
     "heldout29": (0.55, 0.35),
@@ -262,7 +266,8 @@ def judge(case: dict[str, Any]) -> list[Any]:
         stage=case.get("stage"),
         engine=case.get("engine"),
         dtype=case.get("dtype"),
-        quantization=case.get("quantization"),
+        # as `--quantization` reads it; a spelling it refuses is left out, as the user would
+        quantization=canonical_quantization(case["quantization"]) if "quantization" in case else None,
         tp=case.get("tp"),
     )
     request = EnvironmentRequest(
