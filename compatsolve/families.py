@@ -107,21 +107,7 @@ def family_findings(
         score = SCORE + 0.01 * min(points, 4)
         # a family says what kind of failure this is, not which fact caused it
         confidence = 0.35 if has_strong else 0.2
-        findings.append(
-            Finding(
-                rule=family.id,
-                kind=family.kind,
-                severity="warning",
-                components=components,
-                title=family.title + HINT,
-                explanation=explanation,
-                fix=family.fix,
-                evidence=family.evidence,
-                confidence=confidence,
-                explains_error=True,
-                score=score,
-            )
-        )
+        findings.append(_offered(family, components, HINT, explanation, confidence, score))
         findings += _readings(family, text, facts, skew, components, (score, confidence), offered_kinds)
     return findings
 
@@ -182,21 +168,41 @@ def _readings(
             continue
         first = reading.first_if_subject_older and skew is not None and skew.subject_older
         out.append(
-            Finding(
-                rule=reading.id,
-                kind=reading.kind,
-                severity="warning",
-                components=components,
-                title=reading.title + hint,
-                explanation=reading.explanation + (" " + skew.sentence() if skew else ""),
-                fix=reading.fix,
-                evidence=reading.evidence,
-                confidence=confidence if first else round(confidence * 0.75, 2),
-                explains_error=True,
-                score=score + (READING_STEP if first else -READING_STEP),
+            _offered(
+                reading,
+                components,
+                hint,
+                reading.explanation + (" " + skew.sentence() if skew else ""),
+                confidence if first else round(confidence * 0.75, 2),
+                score + (READING_STEP if first else -READING_STEP),
             )
         )
     return out
+
+
+def _offered(
+    source: Family | Reading,
+    components: tuple[str, ...],
+    hint: str,
+    explanation: str,
+    confidence: float,
+    score: float,
+) -> Finding:
+    """What a family or one of its readings offers for a message: a warning that explains it,
+    naming a kind of failure rather than an established fact."""
+    return Finding(
+        rule=source.id,
+        kind=source.kind,
+        severity="warning",
+        components=components,
+        title=source.title + hint,
+        explanation=explanation,
+        fix=source.fix,
+        evidence=source.evidence,
+        confidence=confidence,
+        explains_error=True,
+        score=score,
+    )
 
 
 def _few_declared(facts: Mapping[str, Any]) -> tuple[str, ...]:
