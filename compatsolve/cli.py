@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from compatsolve.engines import ENGINES, PLAN_ENGINES, canonical_engine
 from compatsolve.quantization import PLAN_QUANTIZATIONS, QUANTIZATIONS, canonical_quantization
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -109,30 +110,17 @@ def _environment_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-PLAN_ENGINES = ("vllm", "sglang", "transformers")
-# the values of `run.engine` in knowledge/rules (tests/test_cpu_avx.py keeps the two in step)
-ENGINES = (
-    *PLAN_ENGINES,
-    "tgi",
-    "lmdeploy",
-    "tensorrt-llm",
-    "ktransformers",
-    "exllamav3",
-    "llama.cpp",
-    "ollama",
-    "lmstudio",
-    "gpt4all",
-    "localai",
-    "koboldcpp",
-)
-
-
 def _run_options(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
     group = parser.add_argument_group("workload")
     group.add_argument("--model", help="catalog name, loose spelling or Hugging Face repo id")
     group.add_argument("--stage", choices=["inference", "fine-tuning"])
-    # plan solves for the engines it can pin; audit and diagnose take every engine the rules name
-    group.add_argument("--engine", choices=PLAN_ENGINES if plan else ENGINES)
+    # plan solves for the engines it can pin; audit and diagnose take any engine name
+    group.add_argument(
+        "--engine",
+        type=lambda text: _engine(text, PLAN_ENGINES if plan else None),
+        metavar="{" + ",".join(PLAN_ENGINES if plan else ENGINES) + "}",
+        help=None if plan else "or any other engine's name (reported as a fact the rules do not know)",
+    )
     group.add_argument("--method", choices=["full", "lora", "qlora"])
     group.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     accepted = PLAN_QUANTIZATIONS if plan else QUANTIZATIONS
@@ -155,6 +143,15 @@ def _quantization(text: str, accepted: tuple[str, ...]) -> str:
     name = canonical_quantization(text)
     if name not in accepted:
         raise argparse.ArgumentTypeError(f"quantization {text!r} is not one of {', '.join(accepted)}")
+    return name
+
+
+def _engine(text: str, accepted: tuple[str, ...] | None) -> str:
+    name = canonical_engine(text)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"engine {text!r} is not a name (letters, digits, '.', '+', '-')")
+    if accepted is not None and name not in accepted:
+        raise argparse.ArgumentTypeError(f"engine {text!r} is not one of {', '.join(accepted)}")
     return name
 
 

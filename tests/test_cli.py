@@ -185,3 +185,29 @@ def test_quantization_accepts_llama_cpp_types_and_refuses_unknown_names() -> Non
     assert not_planned.returncode == 2 and "quantization 'exl2' is not one of" in not_planned.stderr
     accepted = run_cli("diagnose", "--error", "x", "--quantization", "Q4_K_M", "--format", "json")
     assert json.loads(accepted.stdout)["environment"]["run.quantization"] == "gguf"
+
+
+def test_engine_takes_any_name_and_reports_one_the_rules_do_not_know() -> None:
+    from compatsolve.engines import ENGINES, canonical_engine
+
+    assert canonical_engine("LM Studio") == "lmstudio"
+    assert canonical_engine("text_generation_inference") == "tgi"
+    assert canonical_engine("MLX") == "mlx"
+    assert canonical_engine("two words!") is None
+    # the failing tool is kept as run.engine and named by an unresolved-fact warning
+    unknown = run_cli("diagnose", "--error", "x", "--engine", "MLX", "--format", "json")
+    report = json.loads(unknown.stdout)
+    assert report["environment"]["run.engine"] == "mlx"
+    warnings = [f for f in report["findings"] if f["rule"] == "unresolved-fact"]
+    assert len(warnings) == 1 and "'mlx'" in warnings[0]["title"] and warnings[0]["severity"] == "warning"
+    # a name the rules use gets no such warning
+    known = run_cli("diagnose", "--error", "x", "--engine", "llamacpp", "--format", "json")
+    report = json.loads(known.stdout)
+    assert report["environment"]["run.engine"] == "llama.cpp" in ENGINES
+    assert not [f for f in report["findings"] if f["rule"] == "unresolved-fact"]
+    refused = run_cli("audit", "--target", "H100", "--engine", "two words!")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "is not a name" in refused.stderr
+    # plan pins only the engines it can solve for
+    not_planned = run_cli("plan", "--model", "qwen2-7b", "--stage", "inference", "--engine", "mlx")
+    assert not_planned.returncode == 2
+    assert "engine 'mlx' is not one of vllm, sglang, transformers" in not_planned.stderr

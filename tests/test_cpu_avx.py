@@ -146,7 +146,7 @@ def test_diagnose_reads_the_ollama_message_and_the_facts_decide() -> None:
 
 
 def test_every_engine_the_rules_name_is_accepted_by_audit(kb) -> None:
-    from compatsolve.cli import ENGINES
+    from compatsolve.engines import ENGINES
 
     named = {
         value

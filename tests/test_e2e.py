@@ -91,6 +91,7 @@ import pytest
 from compatsolve import audit as auditing
 from compatsolve import diagnose as diagnosing
 from compatsolve.api_history import load_history
+from compatsolve.engines import canonical_engine
 from compatsolve.environment import RunSettings
 from compatsolve.knowledge import load
 from compatsolve.names import canonicalize_name
@@ -264,7 +265,8 @@ def judge(case: dict[str, Any]) -> list[Any]:
     run = RunSettings(
         model=case.get("model"),
         stage=case.get("stage"),
-        engine=case.get("engine"),
+        # as `--engine` reads it: any name, the known ones in their canonical spelling
+        engine=canonical_engine(case["engine"]) if "engine" in case else None,
         dtype=case.get("dtype"),
         # as `--quantization` reads it; a spelling it refuses is left out, as the user would
         quantization=canonical_quantization(case["quantization"]) if "quantization" in case else None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compatsolve.engines import ENGINES
 from compatsolve.environment import Environment, Notice, RunSettings, merge
 from compatsolve.errors import InputError
 from compatsolve.fileio import read_text_input
@@ -117,6 +118,15 @@ def build_environments(request: EnvironmentRequest, kb: Knowledge) -> list[Envir
                 ),
             ),
         )
+    if request.run.engine and request.run.engine not in ENGINES:
+        # still the tool that failed: kept as run.engine, so findings from the message name it
+        unknown = Notice(
+            source="--engine",
+            severity="warning",
+            message=f"engine {request.run.engine!r} is not one the rules name: engine-specific "
+            "checks are skipped",
+        )
+        run_layer = replace(run_layer, notices=(*run_layer.notices, unknown))
 
     # Reports and declared packages describe the software; snapshots and targets the machine.
     # Targets are explicit flags, so they are layered last, above report facts.
