@@ -186,6 +186,13 @@ FLOORS = {  # suite: (detection, ranked first)
     "heldout73": (0.55, 0.55),
     "heldout74": (0.20, 0.20),
     "heldout75": (0.50, 0.50),
+    # session 10's fresh round (collected while --engine and the Requires-Python rule were written)
+    "heldout76": (0.45, 0.45),
+    "heldout77": (0.50, 0.50),
+    "heldout78": (0.75, 0.75),
+    "heldout79": (0.50, 0.50),
+    "heldout80": (0.55, 0.40),
+    "heldout81": (0.80, 0.80),
 }
 # Non-environmental cases where an error finding explains the message, accepted as measured at
 # collection. heldout11: twice "DeepSpeed Zero-3 is not compatible with `low_cpu_mem_usage=True`
@@ -376,6 +383,6 @@ def test_rates(results: dict[str, dict[str, Any]], suite: str, metric: str, floo
 def test_no_false_alarm_on_non_environmental_cases(results: dict[str, dict[str, Any]], suite: str) -> None:
     r = results[suite]
     print(f"{suite}: false alarms {r['false_alarms']}/{r['non_environmental']}: {r['alarms']}")
-    # heldout28's collector found 3 before the search budget ran out, heldout62's 2
-    assert r["non_environmental"] >= (2 if suite == "heldout62" else 3)
+    # heldout28's collector found 3 before the search budget ran out, heldout62's and heldout80's 2
+    assert r["non_environmental"] >= (2 if suite in ("heldout62", "heldout80") else 3)
     assert r["false_alarms"] == ACCEPTED_FALSE_ALARMS.get(suite, 0)
