@@ -83,11 +83,11 @@ def test_from_snapshot_then_with(kb, tmp_path: Path) -> None:
 
 
 def test_unknown_model_strict_and_lenient(kb) -> None:
-    request = EnvironmentRequest(targets=("T4",), run=RunSettings(model="qwen9-999b-nonexistent"))
+    request = EnvironmentRequest(targets=("T4",), run=RunSettings(model="qwen9-nonexistent"))
     with pytest.raises(InputError, match="unknown model"):
         build_environments(request, kb)
     lenient = EnvironmentRequest(
-        targets=("T4",), run=RunSettings(model="qwen9-999b-nonexistent"), lenient=True
+        targets=("T4",), run=RunSettings(model="qwen9-nonexistent"), lenient=True
     )
     (env,) = build_environments(lenient, kb)
     assert env.run.model is None

@@ -15,7 +15,8 @@ from compatsolve.engines import ENGINES
 from compatsolve.environment import Environment, Notice, RunSettings, merge
 from compatsolve.errors import InputError
 from compatsolve.fileio import read_text_input
-from compatsolve.knowledge import Knowledge
+from compatsolve.knowledge import Knowledge, ModelCard
+from compatsolve.modelname import params_from_name, quantization_from_name
 from compatsolve.records import field, record, replace
 from compatsolve.versions import parse_version
 
@@ -158,6 +159,12 @@ def _run_layer(request: EnvironmentRequest, kb: Knowledge) -> Environment:
     run = request.run
     if not run.model:
         return Environment(run=run)
+    named = _quantization_named(run)
+    if named is not None:
+        layer = _run_layer(replace(request, run=replace(run, quantization=named)), kb)
+        return replace(
+            layer, origins={**layer.origins, "quantization": f"stated in --model's name ({run.model})"}
+        )
     card = kb.model(run.model)
     if card is not None:
         return Environment(run=replace(run, model=card.id))
@@ -183,7 +190,61 @@ def _run_layer(request: EnvironmentRequest, kb: Knowledge) -> Environment:
             f"--model: unknown model {run.model!r}: not in the catalog, not a model directory and "
             f"not in the Hugging Face cache{hint}"
         )
-    return Environment(run=replace(run, model=None))
+    size = params_from_name(run.model)
+    if size is None:
+        return Environment(run=replace(run, model=None))
+    # the name states the size: memory checks can run, nothing else about the model is known
+    notice = Notice(
+        source="--model",
+        severity="warning",
+        message=f"unknown model {run.model!r}: only its size, {size:g}B parameters as its name states, "
+        "is judged; other model checks are skipped",
+    )
+    return Environment(
+        run=run,
+        model_card=sized_only_card(run.model, size),
+        notices=(notice,),
+        origins={"model_card": "the parameter count stated in --model's name"},
+    )
+
+
+def _quantization_named(run: RunSettings) -> str | None:
+    """The quantization --model's name states (`...-AWQ`, `.Q4_K_M`), where --quantization is not given."""
+    return None if run.quantization else quantization_from_name(run.model or "")
+
+
+def sized_only_card(name: str, params_b: float) -> ModelCard:
+    """A catalog-less model card that knows nothing but the parameter count."""
+    return ModelCard(
+        id=name,
+        hf_repo=name,
+        aliases=(),
+        series="unknown",
+        family=None,
+        variant=None,
+        architecture=None,
+        model_type=None,
+        params_b=params_b,
+        active_params_b=None,
+        moe=None,
+        vision=None,
+        layers=None,
+        attention_heads=None,
+        kv_heads=None,
+        hidden_size=None,
+        head_dim=None,
+        vocab_size=None,
+        context_length=None,
+        torch_dtype=None,
+        rope_scaling=None,
+        trust_remote_code=None,
+        min_transformers=None,
+        min_vllm=None,
+        min_sglang=None,
+        quantized=(),
+        notes="parameter count read from the model's name",
+        sources=(),
+    )
 
 
 def finish(env: Environment, kb: Knowledge) -> Environment:
