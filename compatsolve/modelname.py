@@ -2,8 +2,9 @@
 and its quantization (`Llama-2-7B-AWQ` -> awq, `wizardLM-13B.ggml.q4_0` -> gguf).
 
 The size is used only for models the catalog does not know and whose files are not on this
-machine, so that memory checks can still run; the quantization only when `--quantization` was not
-given. The environment's origins say where each came from.
+machine, so that memory checks can still run (the unknown-model warning says so); the
+quantization only when `--quantization` was not given (the environment shows it as
+`run.quantization`).
 """
 
 from __future__ import annotations

@@ -86,9 +86,7 @@ def test_unknown_model_strict_and_lenient(kb) -> None:
     request = EnvironmentRequest(targets=("T4",), run=RunSettings(model="qwen9-nonexistent"))
     with pytest.raises(InputError, match="unknown model"):
         build_environments(request, kb)
-    lenient = EnvironmentRequest(
-        targets=("T4",), run=RunSettings(model="qwen9-nonexistent"), lenient=True
-    )
+    lenient = EnvironmentRequest(targets=("T4",), run=RunSettings(model="qwen9-nonexistent"), lenient=True)
     (env,) = build_environments(lenient, kb)
     assert env.run.model is None
     assert any(n.source == "--model" and n.severity == "warning" for n in env.notices)

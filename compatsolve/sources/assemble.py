@@ -156,22 +156,19 @@ def _other_interpreter(python: Path) -> Environment:
 def _run_layer(request: EnvironmentRequest, kb: Knowledge) -> Environment:
     """The workload settings, with `--model` resolved: a catalog entry, else the model's own
     files on this machine (a directory, or a repo id in the Hugging Face cache)."""
-    run = request.run
-    if not run.model:
+    run, model = request.run, request.run.model
+    if not model:
         return Environment(run=run)
-    named = _quantization_named(run)
-    if named is not None:
-        layer = _run_layer(replace(request, run=replace(run, quantization=named)), kb)
-        return replace(
-            layer, origins={**layer.origins, "quantization": f"stated in --model's name ({run.model})"}
-        )
-    card = kb.model(run.model)
+    if run.quantization is None:
+        # a quantization the name states (`...-AWQ`, `.Q4_K_M`) counts where none is given
+        run = replace(run, quantization=quantization_from_name(model))
+    card = kb.model(model)
     if card is not None:
         return Environment(run=replace(run, model=card.id))
     from compatsolve.sources.hfmodel import local_model_card
 
     try:
-        local = local_model_card(run.model, kb)
+        local = local_model_card(model, kb)
     except InputError as exc:
         if not request.lenient:
             raise
@@ -184,36 +181,31 @@ def _run_layer(request: EnvironmentRequest, kb: Knowledge) -> Environment:
             origins={"model_card": local.notes or "the model's files"},
         )
     if not request.lenient:
-        close = kb.model_suggestions(run.model)
+        close = kb.model_suggestions(model)
         hint = f"; did you mean: {', '.join(close)}?" if close else " (see docs/knowledge.md)"
         raise InputError(
-            f"--model: unknown model {run.model!r}: not in the catalog, not a model directory and "
+            f"--model: unknown model {model!r}: not in the catalog, not a model directory and "
             f"not in the Hugging Face cache{hint}"
         )
-    size = params_from_name(run.model)
+    size = params_from_name(model)
     if size is None:
         return Environment(run=replace(run, model=None))
     # the name states the size: memory checks can run, nothing else about the model is known
     notice = Notice(
         source="--model",
         severity="warning",
-        message=f"unknown model {run.model!r}: only its size, {size:g}B parameters as its name states, "
+        message=f"unknown model {model!r}: only its size, {size:g}B parameters as its name states, "
         "is judged; other model checks are skipped",
     )
     return Environment(
         run=run,
-        model_card=sized_only_card(run.model, size),
+        model_card=_sized_only_card(model, size),
         notices=(notice,),
         origins={"model_card": "the parameter count stated in --model's name"},
     )
 
 
-def _quantization_named(run: RunSettings) -> str | None:
-    """The quantization --model's name states (`...-AWQ`, `.Q4_K_M`), where --quantization is not given."""
-    return None if run.quantization else quantization_from_name(run.model or "")
-
-
-def sized_only_card(name: str, params_b: float) -> ModelCard:
+def _sized_only_card(name: str, params_b: float) -> ModelCard:
     """A catalog-less model card that knows nothing but the parameter count."""
     return ModelCard(
         id=name,
